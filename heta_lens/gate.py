@@ -1,0 +1,144 @@
+"""Semantic transition gate M_T (HETA §1): target-conditioned attention–value rollout."""
+
+import einops
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from heta_lens._typing import TokensLike, typechecked
+from heta_lens.config import GateMode
+from heta_lens.hooks import AttentionCapture, ModelAdapter, preserved_model_state
+from heta_lens.inputs import prepare
+
+
+def value_norms(capture: AttentionCapture) -> Float[Tensor, "layer head_index pos"]:
+    """‖V_i^{(l,h)} W_O^{(l,h)}‖₁ for every layer, head and position (one layer at a time)."""
+    out = [
+        einops.einsum(v_l, wo_l, "pos head d_head, head d_head d_model -> head pos d_model")
+        .abs()
+        .sum(-1)
+        for v_l, wo_l in zip(capture.v, capture.W_O, strict=True)
+    ]
+    return torch.stack(out)
+
+
+def residual_mixing(
+    pattern: Float[Tensor, "layer head_index query_pos key_pos"],
+) -> Float[Tensor, "layer query_pos key_pos"]:
+    """R_l = 0.5·mean_h A_l + 0.5·I (Abnar & Zuidema's residual-aware mixing)."""
+    n = pattern.shape[-1]
+    eye = torch.eye(n, dtype=pattern.dtype, device=pattern.device)
+    return 0.5 * pattern.mean(dim=1) + 0.5 * eye
+
+
+def rollout_rows(
+    mixing: Float[Tensor, "layer query_pos key_pos"], *, t: int
+) -> Float[Tensor, "layer key_pos"]:
+    """Row t of U_{>l} = R_{L-1} ⋯ R_{l+1} for every l (row ``L-1`` is e_t)."""
+    n_layers, n = mixing.shape[0], mixing.shape[-1]
+    rows = torch.zeros(n_layers, n, dtype=mixing.dtype, device=mixing.device)
+    u = torch.zeros(n, dtype=mixing.dtype, device=mixing.device)
+    u[t] = 1.0
+    for layer in range(n_layers - 1, -1, -1):
+        rows[layer] = u
+        u = u @ mixing[layer]
+    return rows
+
+
+def gate_from_capture(
+    capture: AttentionCapture, *, t: int | None = None, mode: GateMode = "rollout"
+) -> Float[Tensor, " ctx"]:
+    """The gate M over positions ``0..t`` from captured attention internals.
+
+    With A^{(l,h)} the attention of head h in layer l, N^{(l,h)}_i = ‖V_i^{(l,h)} W_O^{(l,h)}‖₁,
+    R_l = 0.5·mean_h A_l + 0.5·I and U_{>l} = R_{L-1} ⋯ R_{l+1} (identity for the last layer):
+
+    - ``"rollout"`` (default): Φ^{(l,h)}(i→t) = Σ_j U_{>l}[t, j] A^{(l,h)}[j, i] — the flow from
+      position i into head (l,h), composed with the rollout of the layers above l that ends
+      at t; M[i] ∝ Σ_{l,h} Φ^{(l,h)}(i→t) · N^{(l,h)}_i.
+    - ``"attention"``: Φ^{(l,h)}(i→t) = A^{(l,h)}[t, i] (direct edges into t only).
+    - ``"full_rollout"``: the value-weighted flow into head (l,h) at position k,
+      w_k = Σ_j U_{>l}[t, j] A^{(l,h)}[j, k] N^{(l,h)}_k, is also rolled down to input tokens:
+      M[i] ∝ Σ_{l,h} Σ_k w_k (R_{l-1} ⋯ R_0)[k, i].
+    - ``"uniform"``: constant flow, M[i] ∝ Σ_{l,h} N^{(l,h)}_i (the "uniform gate" ablation).
+
+    M is normalised to sum 1. A position with no causal path to t gets exactly 0.
+
+    Args:
+        capture: Attention internals of the prefix ``tokens[:target]``.
+        t: Query position (default: the last one, ``target - 1``).
+        mode: Which reading of Φ.
+
+    Returns:
+        M, shape ``[t + 1]``, non-negative, summing to 1.
+
+    Raises:
+        ValueError: Unknown mode, or no flow at all reaches t (all-zero values).
+    """
+    pattern = capture.pattern
+    n = pattern.shape[-1]
+    t = n - 1 if t is None else t
+    pattern = pattern[:, :, : t + 1, : t + 1]
+    norms = value_norms(capture)[:, :, : t + 1]
+    mixing = residual_mixing(pattern)
+    if mode == "uniform":
+        raw = norms.sum(dim=(0, 1))
+    elif mode == "attention":
+        raw = (pattern[:, :, t, :] * norms).sum(dim=(0, 1))
+    elif mode in ("rollout", "full_rollout"):
+        rows = rollout_rows(mixing, t=t)
+        flow = einops.einsum(rows, pattern, "layer q, layer head q k -> layer head k")
+        weighted = (flow * norms).sum(dim=1)  # [layer, pos]
+        if mode == "rollout":
+            raw = weighted.sum(dim=0)
+        else:
+            raw = torch.zeros_like(weighted[0])
+            below = torch.eye(t + 1, dtype=pattern.dtype, device=pattern.device)
+            for layer in range(pattern.shape[0]):
+                raw = raw + weighted[layer] @ below
+                below = mixing[layer] @ below
+    else:
+        raise ValueError(f"unknown gate mode {mode!r}")
+    total = raw.sum()
+    if not bool(total > 0):
+        raise ValueError("gate is undefined: no attention-value flow reaches the target position")
+    return raw / total
+
+
+@typechecked
+def semantic_gate(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None = None,
+    mode: GateMode = "rollout",
+) -> Float[Tensor, " ctx"]:
+    """HETA's semantic transition gate M_T over the context of ``target``.
+
+    Runs the prefix ``tokens[:target]`` once (no grad), captures every layer's attention pattern
+    and value vectors (GQA: query head h reads kv head h // group) and ``W_O``, and evaluates
+    :func:`gate_from_capture` at t = target − 1, the position whose logits predict the target.
+
+    Args:
+        model: A ``HookedTransformer`` or ``TransformerBridge``.
+        tokens: Token ids ``[pos]``/``[1, pos]`` containing the target, or a string.
+        target: Index of the explained token (default: last; negative counts from the end).
+        mode: Reading of the flow Φ (see :func:`gate_from_capture`).
+
+    Returns:
+        M_T, shape ``[ctx]`` = ``[target]``, non-negative, summing to 1.
+
+    Raises:
+        TypeError: Unsupported model or non-integer tokens.
+        ValueError: Empty tokens, bad target, sequence longer than ``n_ctx``.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> gate = semantic_gate(tiny_bridge(), torch.tensor([1, 5, 7, 3]), target=3)
+        >>> gate.shape, round(float(gate.sum()), 6)
+        (torch.Size([3]), 1.0)
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    with preserved_model_state(model):
+        return gate_from_capture(adapter.capture_attention(req.prefix), mode=mode)

@@ -1,0 +1,209 @@
+"""A narrow, uniform surface over ``HookedTransformer`` and ``TransformerBridge``.
+
+The math modules (gate, curvature, information) only talk to a :class:`ModelAdapter`. It knows
+the two model types, their hook points (through :mod:`heta_lens.hooks.names`) and how to run
+them cheaply: embeddings can be replaced at ``hook_embed`` (gradients flow through the
+replacement), and only the last position's log-probabilities are computed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from heta_lens.hooks import names
+
+ModelKind = Literal["hooked", "bridge"]
+
+
+def _bridge_type() -> type | None:
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError:  # pragma: no cover - every supported TL version ships the bridge
+        return None
+    return TransformerBridge
+
+
+def _hooked_type() -> type | None:
+    try:
+        from transformer_lens import HookedTransformer
+    except ImportError:  # TL 4.x removed HookedTransformer
+        return None
+    return HookedTransformer
+
+
+def model_kind(model: object) -> ModelKind:
+    """Classify ``model`` as ``"hooked"`` or ``"bridge"``.
+
+    Raises:
+        TypeError: ``model`` is neither a ``HookedTransformer`` nor a ``TransformerBridge``.
+    """
+    bridge, hooked = _bridge_type(), _hooked_type()
+    if bridge is not None and isinstance(model, bridge):
+        return "bridge"
+    if hooked is not None and isinstance(model, hooked):
+        return "hooked"
+    raise TypeError(
+        "heta_lens supports transformer_lens HookedTransformer and TransformerBridge models; "
+        f"got {type(model).__name__}. Wrap a Hugging Face model with "
+        "TransformerBridge.boot_transformers(...) or load it with heta_lens.load_model(...)."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionCapture:
+    """Attention internals of one forward pass (batch of one).
+
+    Attributes:
+        pattern: Attention probabilities, ``[layer, head_index, query_pos, key_pos]``.
+        v: Value vectors expanded to query heads (GQA: query head h reads kv head
+            ``h // (n_heads // n_kv_heads)``), ``[layer, pos, head_index, d_head]``.
+        W_O: Output projections, ``[layer, head_index, d_head, d_model]``.
+    """
+
+    pattern: Float[Tensor, "layer head_index query_pos key_pos"]
+    v: Float[Tensor, "layer pos head_index d_head"]
+    W_O: Float[Tensor, "layer head_index d_head d_model"]
+
+
+class ModelAdapter:
+    """Uniform access to a TransformerLens model for the HETA engine.
+
+    Args:
+        model: A ``HookedTransformer`` or a ``TransformerBridge``.
+
+    Raises:
+        TypeError: Unsupported model type.
+        ValueError: The model's attention layout cannot be read (e.g. heads not divisible by
+            key/value heads).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model: Any = model  # TL's module surface is dynamic; typed narrowly below
+        self.kind: ModelKind = model_kind(model)
+        cfg = self.model.cfg  # both model types carry a TL config
+        self.n_layers: int = int(cfg.n_layers)
+        self.n_heads: int = int(cfg.n_heads)
+        self.d_model: int = int(cfg.d_model)
+        self.d_vocab: int = int(cfg.d_vocab)
+        self.n_ctx: int = int(cfg.n_ctx)
+        n_kv = getattr(cfg, "n_key_value_heads", None)
+        self.n_kv_heads: int = int(n_kv) if n_kv else self.n_heads
+        if self.n_heads % self.n_kv_heads != 0:
+            raise ValueError(
+                f"n_heads={self.n_heads} is not a multiple of n_key_value_heads={self.n_kv_heads}"
+            )
+        first = next(model.parameters())
+        self.dtype: torch.dtype = first.dtype
+        self.device: torch.device = first.device
+
+    @property
+    def tokenizer(self) -> object | None:
+        return getattr(self.model, "tokenizer", None)
+
+    def to_tokens(self, text: str) -> Int[Tensor, " pos"]:
+        """Tokenise ``text`` with the model's own ``to_tokens`` (its BOS convention)."""
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: pass token ids instead of a string")
+        return self.model.to_tokens(text)[0]
+
+    def to_str_tokens(self, tokens: Int[Tensor, " pos"]) -> list[str] | None:
+        """Token strings, or ``None`` when the model has no tokenizer."""
+        if self.tokenizer is None:
+            return None
+        return [str(s) for s in self.model.to_str_tokens(tokens)]
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        """Token embeddings exactly as they appear at ``hook_embed``."""
+        return self.model.embed(tokens.to(self.device))
+
+    def mean_embedding(self, *, chunk: int = 8192) -> Float[Tensor, " d_model"]:
+        """Mean of ``embed(v)`` over the whole vocabulary (at ``hook_embed`` scale)."""
+        total = torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for start in range(0, self.d_vocab, chunk):
+                ids = torch.arange(start, min(start + chunk, self.d_vocab), device=self.device)
+                total += self.embed(ids[None])[0].sum(0)
+        return total / self.d_vocab
+
+    # ------------------------------------------------------------------ forwards
+    def last_log_probs(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        embeds: Float[Tensor, "batch pos d_model"] | None = None,
+    ) -> Float[Tensor, "batch d_vocab"]:
+        """Log-probabilities at the last position, optionally with replaced input embeddings.
+
+        ``embeds`` replaces the output of ``hook_embed``; gradients flow into it. Only the last
+        position is unembedded (``logits_to_keep=1`` on the bridge; ``stop_at_layer`` then
+        ``ln_final``/``unembed``/soft-cap on a HookedTransformer).
+        """
+        tokens = tokens.to(self.device)
+        hooks: list[tuple[str, Callable[..., Tensor]]] = []
+        if embeds is not None:
+            replacement = embeds
+
+            def replace(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
+                return replacement.to(act.dtype)
+
+            hooks.append((names.EMBED, replace))
+        model = self.model
+        with model.hooks(fwd_hooks=hooks):
+            if self.kind == "bridge":
+                logits = model(tokens, logits_to_keep=1)[:, -1]
+            else:
+                logits = self._hooked_last_logits(tokens)
+        return logits.log_softmax(dim=-1)
+
+    def _hooked_last_logits(self, tokens: Tensor) -> Tensor:
+        from transformer_lens.utilities.activation_functions import apply_softcap
+
+        model = self.model
+        resid = model(tokens, stop_at_layer=self.n_layers)[:, -1:]
+        if model.cfg.normalization_type is not None:
+            resid = model.ln_final(resid)
+        logits = model.unembed(resid)
+        return apply_softcap(logits, model.cfg.output_logits_soft_cap)[:, -1]
+
+    def capture_attention(self, tokens: Int[Tensor, " pos"]) -> AttentionCapture:
+        """Attention patterns, values (expanded to query heads) and ``W_O``, without grad."""
+        store: dict[str, Tensor] = {}
+
+        def keeper(name: str) -> Callable[..., Tensor]:
+            def keep(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
+                store[name] = act.detach()
+                return act
+
+            return keep
+
+        wanted = [names.attn_pattern(layer) for layer in range(self.n_layers)]
+        wanted += [names.attn_v(layer) for layer in range(self.n_layers)]
+        hooks = [(name, keeper(name)) for name in wanted]
+        with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
+            if self.kind == "bridge":
+                self.model(tokens[None].to(self.device), logits_to_keep=1)
+            else:
+                self.model(tokens[None].to(self.device), return_type=None)
+        missing = [n for n, _ in hooks if n not in store]
+        if missing:
+            raise ValueError(
+                f"unsupported architecture: hook points {missing[:2]} did not fire; HETA needs "
+                "per-head attention patterns and value vectors"
+            )
+        pattern = torch.stack(
+            [store[names.attn_pattern(layer)][0] for layer in range(self.n_layers)]
+        )
+        v = torch.stack([store[names.attn_v(layer)][0] for layer in range(self.n_layers)])
+        if v.shape[-2] != self.n_heads:
+            v = einops.repeat(
+                v,
+                "layer pos kv d_head -> layer pos (kv group) d_head",
+                group=self.n_heads // self.n_kv_heads,
+            )
+        W_O = self.model.W_O.detach()
+        return AttentionCapture(pattern=pattern, v=v, W_O=W_O)

@@ -1,0 +1,141 @@
+"""Result types: ``AttributionResult`` (any method) and ``HetaResult`` (HETA's components)."""
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from heta_lens.config import HetaConfig
+
+
+def _check_ctx(name: str, value: Tensor | None, ctx: int) -> None:
+    if value is not None and tuple(value.shape) != (ctx,):
+        raise ValueError(f"{name} must have shape [ctx={ctx}]; got {tuple(value.shape)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionResult:
+    """Scores of one attribution: how much each context token drove ``tokens[target]``.
+
+    Attributes:
+        tokens: All token ids, ``[pos]``.
+        target: Index of the explained token; ``ctx`` = positions ``0..target-1``.
+        scores: One score per context token, ``[ctx]``.
+        method: Registry name of the method that produced it.
+        token_strings: Token strings for ``tokens`` (``None`` without a tokenizer).
+        target_log_prob: log P(tokens[target] | tokens[:target]).
+    """
+
+    tokens: Tensor
+    target: int
+    scores: Tensor
+    method: str
+    token_strings: tuple[str, ...] | None = None
+    target_log_prob: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 1:
+            raise ValueError(f"tokens must be 1-D; got shape {tuple(self.tokens.shape)}")
+        if not 1 <= self.target < self.tokens.numel():
+            raise ValueError(f"target {self.target} out of range for {self.tokens.numel()} tokens")
+        _check_ctx("scores", self.scores, self.target)
+        if self.token_strings is not None and len(self.token_strings) != self.tokens.numel():
+            raise ValueError("token_strings must have one entry per token")
+
+    @property
+    def target_token(self) -> int:
+        """The explained token id."""
+        return int(self.tokens[self.target])
+
+    def str_tokens(self) -> list[str]:
+        """Context token strings (ids as strings when there is no tokenizer)."""
+        if self.token_strings is None:
+            return [str(int(t)) for t in self.tokens[: self.target]]
+        return list(self.token_strings[: self.target])
+
+    def top(self, k: int = 5) -> list[tuple[int, str, float]]:
+        """The ``k`` highest-scoring context tokens as ``(position, string, score)``."""
+        k = min(k, self.target)
+        values, positions = torch.topk(self.scores, k)
+        strings = self.str_tokens()
+        return [(int(p), strings[int(p)], float(v)) for v, p in zip(values, positions, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tensors become lists, the config a dict)."""
+        out: dict[str, Any] = {"class": type(self).__name__}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                value = value.tolist()
+            elif isinstance(value, HetaConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @staticmethod
+    def load(path: str | Path) -> "AttributionResult":
+        """Read a result written by :meth:`save` (float64 tensors)."""
+        return from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HetaResult(AttributionResult):
+    """A HETA attribution with every component and the exact terms mixed into the score.
+
+    ``scores == gate_term * (β·curvature_term + γ·information_term)``, where a disabled term
+    (ablations) counts as 0 and, if both are disabled, the bracket is 1. ``gate`` is the raw
+    gate M_T (sums to 1); ``gate_term`` is what multiplies (sink policy applied, or all ones
+    when the gate is disabled). ``curvature``/``information`` are the raw S and I;
+    ``*_term`` their normalised forms (``config.normalization``).
+    """
+
+    gate: Tensor
+    gate_term: Tensor
+    curvature: Tensor | None
+    information: Tensor | None
+    curvature_term: Tensor | None
+    information_term: Tensor | None
+    config: HetaConfig = field(default_factory=HetaConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("gate", "gate_term", "curvature", "information"):
+            _check_ctx(name, getattr(self, name), self.target)
+        for name in ("curvature_term", "information_term"):
+            _check_ctx(name, getattr(self, name), self.target)
+        if (self.curvature is None) != (self.curvature_term is None):
+            raise ValueError("curvature and curvature_term must both be set or both be None")
+        if (self.information is None) != (self.information_term is None):
+            raise ValueError("information and information_term must both be set or both be None")
+
+
+def from_dict(data: dict[str, Any]) -> AttributionResult:
+    """Inverse of :meth:`AttributionResult.to_dict`."""
+    data = dict(data)
+    cls = (
+        HetaResult if data.pop("class", "AttributionResult") == "HetaResult" else AttributionResult
+    )
+    known = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            continue
+        if key == "config":
+            value = HetaConfig(**value)
+        elif key == "tokens":
+            value = torch.tensor(value, dtype=torch.long)
+        elif key == "token_strings" and value is not None:
+            value = tuple(value)
+        elif isinstance(value, list):
+            value = torch.tensor(value, dtype=torch.float64)
+        kwargs[key] = value
+    return cls(**kwargs)

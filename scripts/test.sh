@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The single test command (CI runs exactly this):
+#
+#   bash scripts/test.sh [extra pytest args...]
+#
+# 1. install/update .venv (transformer-lens 3.9) and .venv-tl4 (transformer-lens 4.3)
+# 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow)
+# 3. in .venv-tl4: pytest -m "not hooked" (TL 4 has no HookedTransformer)
+#
+# HETA_TEST_FAST=1 deselects the slow acceptance tests (local use only; CI never sets it).
+# Extra arguments go to both pytest runs. Every stage runs; the exit status is non-zero
+# if any failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+banner() {
+    printf '\n==================== %s ====================\n' "$*"
+}
+
+banner "install: .venv (TL 3.9) and .venv-tl4 (TL 4.3)"
+bash scripts/install.sh tl3 tl4
+
+# Tests never touch the network: fail fast on any hub call instead of hanging.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled
+# Two xdist workers on two cores: one BLAS/OpenMP thread each.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+
+failed=()
+
+run_stage() {
+    local name=$1
+    shift
+    banner "$name"
+    local rc=0
+    "$@" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "[test.sh] stage '$name' FAILED (exit $rc)"
+        failed+=("$name")
+    fi
+}
+
+run_pytest() {
+    local rc=0
+    "$@" || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        echo "[test.sh] pytest collected no tests (exit 5); there must always be tests"
+    fi
+    return "$rc"
+}
+
+tl3_marks=()
+tl4_marks=(-m "not hooked")
+if [[ ${HETA_TEST_FAST:-0} == 1 ]]; then
+    echo "[test.sh] HETA_TEST_FAST=1: deselecting slow acceptance tests"
+    tl3_marks=(-m "not slow")
+    tl4_marks=(-m "not hooked and not slow")
+fi
+
+run_stage "ruff check" .venv/bin/ruff check heta_lens tests
+run_stage "ruff format --check" .venv/bin/ruff format --check heta_lens tests
+run_stage "pyright" .venv/bin/pyright
+run_stage "pytest: transformer-lens 3.9 (.venv), full suite" \
+    run_pytest .venv/bin/python -m pytest tests -n 2 ${tl3_marks[@]+"${tl3_marks[@]}"} "$@"
+run_stage "pytest: transformer-lens 4.3 (.venv-tl4), not hooked" \
+    run_pytest .venv-tl4/bin/python -m pytest tests -n 2 "${tl4_marks[@]}" "$@"
+
+banner "summary"
+if [[ ${#failed[@]} -gt 0 ]]; then
+    printf '[test.sh] FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "[test.sh] all stages passed"

@@ -1,0 +1,102 @@
+"""Independent reference implementations the engine is checked against.
+
+Nothing here calls heta_lens's adapter: captures use TransformerLens's ``run_with_cache``,
+forwards use ``run_with_hooks`` with full logits, and the gate is enumerated path by path.
+"""
+
+import itertools
+
+import torch
+from torch import Tensor
+
+
+def capture(model, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """pattern [L, H, n, n], v per *query* head by explicit GQA lookup [L, n, H, d], W_O."""
+    _, cache = model.run_with_cache(ids[None])
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    patterns, values = [], []
+    for layer in range(n_layers):
+        patterns.append(cache[f"blocks.{layer}.attn.hook_pattern"][0])
+        v = cache[f"blocks.{layer}.attn.hook_v"][0]  # [n, kv or H, d]
+        group = n_heads // v.shape[1]
+        values.append(torch.stack([v[:, h // group] for h in range(n_heads)], dim=1))
+    return torch.stack(patterns), torch.stack(values), model.W_O.detach()
+
+
+def value_norm(v: Tensor, W_O: Tensor, layer: int, head: int, pos: int) -> float:
+    return float((v[layer, pos, head] @ W_O[layer, head]).abs().sum())
+
+
+def brute_force_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: str) -> Tensor:
+    """Enumerate every causal path explicitly (exponential; tiny models only)."""
+    n_layers, n_heads, n, _ = pattern.shape
+    mix = [
+        0.5 * pattern[layer].mean(0) + 0.5 * torch.eye(n, dtype=pattern.dtype)
+        for layer in range(n_layers)
+    ]
+
+    def paths_down(start: int, layers: list[int]):
+        """All position sequences starting at `start` through `layers` (top to bottom)."""
+        for seq in itertools.product(range(n), repeat=len(layers)):
+            prev, weight = start, 1.0
+            for layer, pos in zip(layers, seq, strict=True):
+                weight *= float(mix[layer][prev, pos])
+                prev = pos
+            if weight != 0.0:
+                yield prev, weight
+
+    raw = torch.zeros(n, dtype=pattern.dtype)
+    for layer in range(n_layers):
+        above = list(range(n_layers - 1, layer, -1))
+        below = list(range(layer - 1, -1, -1))
+        for head in range(n_heads):
+            for i in range(n):
+                norm_i = value_norm(v, W_O, layer, head, i)
+                if mode == "uniform":
+                    raw[i] += norm_i
+                elif mode == "attention":
+                    raw[i] += float(pattern[layer, head, t, i]) * norm_i
+                elif mode == "rollout":
+                    for j, w in paths_down(t, above):
+                        raw[i] += w * float(pattern[layer, head, j, i]) * norm_i
+                elif mode == "full_rollout":
+                    for j, w in paths_down(t, above):
+                        flow = w * float(pattern[layer, head, j, i]) * norm_i
+                        for dest, w_below in paths_down(i, below):
+                            raw[dest] += flow * w_below
+    return raw / raw.sum()
+
+
+def full_logits_with_embeds(model, ids: Tensor, embeds: Tensor) -> Tensor:
+    """Full logits [batch, pos, vocab] with hook_embed replaced (run_with_hooks, no adapter)."""
+
+    def replace(act, hook):  # noqa: ARG001
+        return embeds
+
+    return model.run_with_hooks(ids, fwd_hooks=[("hook_embed", replace)])
+
+
+def embeddings(model, ids: Tensor) -> Tensor:
+    _, cache = model.run_with_cache(ids[None])
+    return cache["hook_embed"][0].detach()
+
+
+def explicit_hessian(model, prefix: Tensor, target_id: int) -> Tensor:
+    """∇²_X log P(target | X) as a dense [ctx, d, ctx, d] tensor."""
+    x0 = embeddings(model, prefix)
+
+    def g(x: Tensor) -> Tensor:
+        logits = full_logits_with_embeds(model, prefix[None], x[None])
+        return logits[0, -1].log_softmax(-1)[target_id]
+
+    return torch.autograd.functional.hessian(g, x0)
+
+
+def explicit_kl(model, prefix: Tensor, masked_embeds: Tensor) -> float:
+    """KL(P_orig ‖ P_masked) at the last position by two separate full forwards."""
+    with torch.no_grad():
+        orig = model(prefix[None])[0, -1].log_softmax(-1)
+        masked = full_logits_with_embeds(model, prefix[None], masked_embeds[None])[
+            0, -1
+        ].log_softmax(-1)
+    return float(torch.nn.functional.kl_div(masked, orig, log_target=True, reduction="sum"))

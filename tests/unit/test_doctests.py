@@ -1,0 +1,16 @@
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["heta_lens.gate", "heta_lens.curvature", "heta_lens.information", "heta_lens.attribute"]
+
+
+@pytest.mark.bridge
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    result = doctest.testmod(
+        importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert result.attempted > 0
+    assert result.failed == 0
