@@ -67,6 +67,7 @@ def attribute(
                 n_probes=config.n_probes,
                 generator=torch.Generator().manual_seed(config.seed),
                 chunk_size=config.hvp_chunk,
+                strategy=config.hvp_strategy,
                 progress=progress,
             )
         if config.use_information:

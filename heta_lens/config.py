@@ -8,6 +8,7 @@ GateMode = Literal["rollout", "attention", "full_rollout", "uniform"]
 
 Normalization = Literal["sum", "max", "none"]
 SinkPolicy = Literal["exclude", "keep"]
+HvpStrategy = Literal["batched_grad", "replicate"]
 
 ABLATIONS: tuple[str, ...] = (
     "full",
@@ -50,6 +51,9 @@ class HetaConfig:
             gate mass in every model we measured — is left out of the gate term, which is
             renormalised over positions 1..target-1 (its raw gate value is still reported in
             ``gate``; its score is 0). ``"keep"``: the literal reading.
+        hvp_strategy: How HVPs are batched (:mod:`heta_lens.hvp`). ``"batched_grad"`` (default):
+            one forward and first backward, then double backwards vmapped over probes — 2–7×
+            faster than ``"replicate"`` on SmolLM2 at 64 tokens (measured, 2-core CPU).
         hvp_chunk: HVPs per batched double-backward (memory/speed trade-off).
         mask_chunk: Masked copies per batched forward in the information term.
     """
@@ -65,7 +69,8 @@ class HetaConfig:
     use_information: bool = True
     normalization: Normalization = "sum"
     sink: SinkPolicy = "exclude"
-    hvp_chunk: int = 16
+    hvp_strategy: HvpStrategy = "batched_grad"
+    hvp_chunk: int = 32
     mask_chunk: int = 16
 
     def __post_init__(self) -> None:
@@ -81,6 +86,8 @@ class HetaConfig:
             raise ValueError(f"unknown gate_mode {self.gate_mode!r}")
         if self.normalization not in ("sum", "max", "none"):
             raise ValueError(f"unknown normalization {self.normalization!r}")
+        if self.hvp_strategy not in ("batched_grad", "replicate"):
+            raise ValueError(f"unknown hvp_strategy {self.hvp_strategy!r}")
         if self.sink not in ("exclude", "keep"):
             raise ValueError(f"unknown sink policy {self.sink!r}")
         if not (self.use_gate or self.use_curvature or self.use_information):

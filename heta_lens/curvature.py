@@ -6,8 +6,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
+from heta_lens.config import HvpStrategy
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.hvp import BatchedScalarFn, HvpOperator, HvpStrategy
+from heta_lens.hvp import BatchedScalarFn, HvpOperator
 from heta_lens.inputs import Prepared, prepare
 
 
@@ -71,8 +72,8 @@ def curvature_sensitivity(
     n_probes: int = 8,
     probes: Float[Tensor, "m ctx d_model"] | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int = 16,
-    strategy: HvpStrategy = "replicate",
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
 ) -> Float[Tensor, " ctx"]:
     """Curvature sensitivity S of log P(x_target | prefix) w.r.t. each context token's embedding.
 
@@ -128,8 +129,8 @@ def compute_curvature(
     n_probes: int,
     probes: Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int = 16,
-    strategy: HvpStrategy = "replicate",
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
     progress: bool = False,
 ) -> Float[Tensor, " ctx"]:
     """:func:`curvature_sensitivity` on an already validated request (inside the state guard)."""

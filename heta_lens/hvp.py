@@ -1,29 +1,31 @@
 """Hessian–vector products of a scalar function of the input embeddings, never forming H.
 
-One function, :func:`hessian_vector_products`, with two reverse-over-reverse strategies:
+:class:`HvpOperator` (and :func:`hessian_vector_products`) with two reverse-over-reverse
+strategies:
 
-- ``"replicate"`` (default): the point x is replicated along a batch axis, one row per probe
+- ``"batched_grad"`` (default): one forward and one first backward at x, then the double
+  backward is vmapped over the probes (``torch.autograd.grad(..., is_grads_batched=True)``).
+  Measured 2–7× faster than ``"replicate"`` on SmolLM2-135M at 64 tokens (2-core CPU).
+- ``"replicate"``: the point x is replicated along a batch axis, one row per probe
   vector; one batched forward, one backward with ``create_graph=True`` and one double
   backward give H v for every row. Rows are independent because a transformer treats batch
-  elements independently.
-- ``"batched_grad"``: one forward and one first backward at x, then the double backward is
-  vmapped over the probes (``torch.autograd.grad(..., is_grads_batched=True)``).
+  elements independently. Kept as the fallback for ops without a vmap batching rule.
 
 Why double backward and not ``torch.func``: torch.func's ``jvp(grad(f))``/``vjp(grad(f))``
 need the model traced functionally; through TL's hook machinery (HookedTransformer especially)
 they were measured 10–50× slower on our machines, and SDPA kernels have no forward-mode AD
-on CPU. Both strategies here give the same numbers (tested) and ``heta-lens bench`` reports
-their cost.
+on CPU. Both strategies give the same numbers (tested against a dense Hessian). Measured on
+SmolLM2-135M, 63-token context, one probe per token, 2 threads: ``batched_grad`` 16 s,
+``replicate`` 35 s (chunk 32); HookedTransformer 18 s vs TransformerBridge 16.5 s.
 """
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-HvpStrategy = Literal["replicate", "batched_grad"]
+from heta_lens.config import HvpStrategy
 
 BatchedScalarFn = Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]
 """f applied row-wise: maps a batch of embedding matrices to one scalar per row."""
@@ -46,7 +48,7 @@ class HvpOperator:
         fn: BatchedScalarFn,
         x: Float[Tensor, "pos d_model"],
         *,
-        strategy: HvpStrategy = "replicate",
+        strategy: HvpStrategy = "batched_grad",
     ) -> None:
         if strategy not in ("replicate", "batched_grad"):
             raise ValueError(f"unknown HVP strategy {strategy!r}")
@@ -86,7 +88,7 @@ def hessian_vector_products(
     vectors: Float[Tensor, "n_vec pos d_model"],
     *,
     chunk_size: int = 16,
-    strategy: HvpStrategy = "replicate",
+    strategy: HvpStrategy = "batched_grad",
 ) -> Float[Tensor, "n_vec pos d_model"]:
     """H v for every v in ``vectors``, in chunks of ``chunk_size`` (see :class:`HvpOperator`)."""
     op = HvpOperator(fn, x, strategy=strategy)

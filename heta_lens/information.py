@@ -69,8 +69,8 @@ def information_gain(
 
     One masked copy of the prefix per context token (token i's input embedding replaced), run
     as batched forwards of ``chunk_size`` copies that unembed only the last position. The
-    unmasked distribution goes through the same embedding-replacement path, so a mask that
-    changes nothing gives exactly 0.
+    unmasked distribution goes through the same embedding-replacement path; a masked copy equal
+    to the input (a mask that changes nothing there) is not rerun and gets exactly 0.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -118,8 +118,14 @@ def compute_information(
         starts = range(0, ctx, chunk_size)
         for start in tqdm(starts, desc="masked reruns", unit="chunk", disable=not progress):
             idx = torch.arange(start, min(start + chunk_size, ctx), device=x.device)
-            batch = x.expand(idx.numel(), -1, -1).clone()
-            batch[torch.arange(idx.numel()), idx] = replacements[idx]
-            ids = req.prefix[None].expand(idx.numel(), -1)
-            out[idx] = kl_divergence(log_p, adapter.last_log_probs(ids, batch))
+            # A "masked" copy identical to the input is the input: its KL is exactly 0 and it
+            # needs no forward (batch composition alone would otherwise leave ~1e-16 round-off).
+            idx_changed = idx[(replacements[idx] != x[idx]).any(-1)]
+            out[idx] = 0.0
+            if idx_changed.numel() == 0:
+                continue
+            batch = x.expand(idx_changed.numel(), -1, -1).clone()
+            batch[torch.arange(idx_changed.numel()), idx_changed] = replacements[idx_changed]
+            ids = req.prefix[None].expand(idx_changed.numel(), -1)
+            out[idx_changed] = kl_divergence(log_p, adapter.last_log_probs(ids, batch))
     return out

@@ -78,6 +78,15 @@ PY
     echo "[install] $venv ready in $((SECONDS - start))s"
 }
 
+# Headless Chromium for the offline-HTML screenshot test (tests/unit/test_viz.py).
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "[install] installing chromium (apt) for the viz screenshot test ..."
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q chromium fonts-dejavu-core
+fi
+
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(tl3 tl4)
 for target in "${targets[@]}"; do

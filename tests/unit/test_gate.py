@@ -87,3 +87,27 @@ def test_gqa_expansion_reproduces_hook_z(model_id):
         torch.testing.assert_close(
             z, cache[f"blocks.{layer}.attn.hook_z"][0], rtol=1e-12, atol=1e-14
         )
+
+
+def test_captured_W_O_reproduces_attention_output(model):
+    """z·W_O (+ b_O) must equal hook_attn_out: pins W_O's [head, d_head, d_model] layout.
+
+    The bridge reshapes a square o_proj matrix, where a transposed layout would pass every
+    shape check; this runs on both transformer-lens majors.
+    """
+    from heta_lens.hooks import ModelAdapter
+
+    ids = torch.tensor([1, 5, 7, 3, 9])
+    capture = ModelAdapter(model).capture_attention(ids)
+    _, cache = model.run_with_cache(ids[None])
+    for layer in range(model.cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][0]
+        out = torch.einsum("phd,hdm->pm", z, capture.W_O[layer])
+        try:
+            b_o = model.b_O
+        except (AttributeError, TypeError):  # TL 3.9 bridge: stacking a bias-free Llama's None
+            b_o = None
+        if b_o is not None:
+            out = out + b_o[layer]
+        expected = cache[f"blocks.{layer}.hook_attn_out"][0]
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-14)

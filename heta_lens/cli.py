@@ -1,0 +1,174 @@
+"""``heta-lens`` command line: attribute a real model's prediction, list the models.
+
+A thin layer over the library (:func:`heta_lens.load_model`, the method registry,
+:mod:`heta_lens.viz`).
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from heta_lens.attribute import attribute
+from heta_lens.config import HetaConfig
+from heta_lens.models import ModelNotInstalledError, list_models, load_model
+from heta_lens.registry import get_method, list_methods
+from heta_lens.result import AttributionResult, HetaResult
+from heta_lens.targets import append_target_text, greedy_generate
+
+DESCRIPTION = """\
+HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
+
+  heta-lens attribute "The capital of France is" --generate 3 --html heta.html
+  heta-lens attribute "The capital of France is" --target-text " Paris"
+  heta-lens models
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heta-lens", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    att = sub.add_parser(
+        "attribute",
+        help="explain which input tokens drove a prediction",
+        description="Attribute target token(s) to every earlier token and print a ranked table.",
+    )
+    att.add_argument("text", help="the prompt")
+    which = att.add_mutually_exclusive_group()
+    which.add_argument(
+        "--generate",
+        type=int,
+        metavar="K",
+        help="greedily generate K tokens and attribute each (default: K=1)",
+    )
+    which.add_argument(
+        "--target-index",
+        type=int,
+        metavar="N",
+        help="attribute the token at index N of the tokenized text (BOS included if added)",
+    )
+    which.add_argument(
+        "--target-text",
+        metavar="TEXT",
+        help='append TEXT (e.g. " Paris") and attribute each of its tokens',
+    )
+    att.add_argument("--model", default="smollm2-135m", help="model name, .gguf or HF dir")
+    att.add_argument("--backend", choices=["bridge", "hooked"], default="bridge")
+    att.add_argument("--method", default="heta", help=f"one of: {', '.join(list_methods())}")
+    att.add_argument("--n-probes", type=int, default=None, help="Hutchinson probes (HETA)")
+    att.add_argument("--top", type=int, default=10, help="rows of the ranked table")
+    att.add_argument("--html", type=Path, help="write a self-contained HTML view")
+    att.add_argument("--json", type=Path, help="write all results as JSON")
+    sub.add_parser("models", help="list loadable models and whether they are installed")
+    return parser
+
+
+def _targets(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, list[int]]:
+    if args.target_text is not None:
+        return append_target_text(model, args.text, args.target_text)
+    if args.target_index is not None:
+        return model.to_tokens(args.text)[0], [args.target_index]
+    return greedy_generate(model, args.text, max_new_tokens=args.generate or 1)
+
+
+def _run_method(
+    model: Any, tokens: torch.Tensor, target: int, args: argparse.Namespace
+) -> AttributionResult:
+    spec = get_method(args.method)
+    config = spec.default_config
+    if isinstance(config, HetaConfig):
+        if args.n_probes is not None:
+            config = replace(config, n_probes=args.n_probes)
+        result = attribute(model, tokens, target=target, config=config, progress=True)
+        return replace(result, method=spec.name)
+    return spec(model, tokens, target=target, config=config)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def format_table(result: AttributionResult, *, top: int) -> str:
+    """A ranked plain-text table of the ``top`` context tokens."""
+    target = (
+        result.token_strings[result.target] if result.token_strings else str(result.target_token)
+    )
+    lines = [
+        f"target [{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}  "
+        f"method={result.method}",
+        f"{'rank':>4} {'pos':>4}  {'token':<16} {'score':>10} {'gate':>10} {'curvature':>10} "
+        f"{'information':>11}",
+    ]
+    for rank, (pos, token, score) in enumerate(result.top(top), start=1):
+        gate = curv = info = None
+        if isinstance(result, HetaResult):
+            gate = float(result.gate[pos])
+            curv = None if result.curvature is None else float(result.curvature[pos])
+            info = None if result.information is None else float(result.information[pos])
+        lines.append(
+            f"{rank:>4} {pos:>4}  {token!r:<16} {score:>10.4g} {_fmt(gate):>10} "
+            f"{_fmt(curv):>10} {_fmt(info):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    get_method(args.method)  # fail on an unknown method before loading anything
+    start = time.perf_counter()
+    print(f"loading {args.model} ({args.backend}) ...", file=sys.stderr)
+    model = load_model(args.model, backend=args.backend)
+    tokens, targets = _targets(model, args)
+    results = [
+        _run_method(model, tokens, target, args)
+        for target in tqdm(targets, desc="targets", unit="token", disable=len(targets) == 1)
+    ]
+    for result in results:
+        print(format_table(result, top=args.top), end="\n\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.html is not None:
+        from heta_lens import viz
+
+        viz.save_html(results, args.html)
+        print(f"wrote {args.html}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _cmd_models() -> int:
+    print(f"{'name':<14} {'installed':<10} {'backends':<14} description / install")
+    for spec in list_models():
+        backends = "bridge,hooked" if spec.hooked else "bridge"
+        state = "yes" if spec.installed() else "no"
+        print(f"{spec.name:<14} {state:<10} {backends:<14} {spec.description}")
+        if not spec.installed():
+            print(f"{'':<40}{spec.install}")
+    print("\nAlso accepted by --model: a .gguf file or a local Hugging Face model directory.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``heta-lens`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            return _cmd_models()
+        return _cmd_attribute(args)
+    except (ValueError, TypeError, ModelNotInstalledError) as error:
+        print(f"heta-lens: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
