@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import HetaConfig
-from heta_lens.curvature import compute_curvature
+from heta_lens.estimators import estimate_curvature
 from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.information import compute_information
@@ -61,15 +61,7 @@ def attribute(
             log_probs = adapter.last_log_probs(req.prefix[None])[0]
         curvature = information = None
         if config.use_curvature:
-            curvature = compute_curvature(
-                adapter,
-                req,
-                n_probes=config.n_probes,
-                generator=torch.Generator().manual_seed(config.seed),
-                chunk_size=config.hvp_chunk,
-                strategy=config.hvp_strategy,
-                progress=progress,
-            )
+            curvature = estimate_curvature(adapter, req, config=config, progress=progress)
         if config.use_information:
             information = compute_information(
                 adapter, req, mask=config.mask, chunk_size=config.mask_chunk, progress=progress

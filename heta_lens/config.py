@@ -9,6 +9,10 @@ GateMode = Literal["rollout", "attention", "full_rollout", "uniform"]
 Normalization = Literal["sum", "max", "none"]
 SinkPolicy = Literal["exclude", "keep"]
 HvpStrategy = Literal["batched_grad", "replicate"]
+CurvatureEstimator = Literal["exact", "row", "lowrank", "layer"]
+"""``exact``: eq. 3 (ctx·m HVPs); ``row``: Π_i H r with r over all blocks (m HVPs); ``lowrank``:
+randomised range finder per token block (rank ``lowrank_rank``); ``layer``: eq. 3 w.r.t. the
+residual stream entering layer L − ``layer_k`` (HETA-LS)."""
 
 ABLATIONS: tuple[str, ...] = (
     "full",
@@ -56,6 +60,13 @@ class HetaConfig:
             faster than ``"replicate"`` on SmolLM2 at 64 tokens (measured, 2-core CPU).
         hvp_chunk: HVPs per batched double-backward (memory/speed trade-off).
         mask_chunk: Masked copies per batched forward in the information term.
+        curvature_estimator: Which curvature estimator (:data:`CurvatureEstimator`); ``"exact"``
+            (eq. 3) is "full" HETA, the others are the paper's cheaper variants.
+        lowrank_rank: Rank r of the ``"lowrank"`` estimator.
+        layer_k: k of the ``"layer"`` estimator (curvature w.r.t. ``resid_pre`` of layer L − k;
+            k = n_layers is the embeddings).
+        window: HETA-WIN window size W over the context (``None``: no windowing).
+        window_overlap: Fraction of W shared by consecutive windows (paper: 0.5).
     """
 
     beta: float = 0.5
@@ -72,6 +83,11 @@ class HetaConfig:
     hvp_strategy: HvpStrategy = "batched_grad"
     hvp_chunk: int = 32
     mask_chunk: int = 16
+    curvature_estimator: CurvatureEstimator = "exact"
+    lowrank_rank: int = 64
+    layer_k: int = 4
+    window: int | None = None
+    window_overlap: float = 0.5
 
     def __post_init__(self) -> None:
         if self.beta < 0 or self.gamma < 0:
@@ -86,6 +102,14 @@ class HetaConfig:
             raise ValueError(f"unknown gate_mode {self.gate_mode!r}")
         if self.normalization not in ("sum", "max", "none"):
             raise ValueError(f"unknown normalization {self.normalization!r}")
+        if self.curvature_estimator not in ("exact", "row", "lowrank", "layer"):
+            raise ValueError(f"unknown curvature_estimator {self.curvature_estimator!r}")
+        if self.lowrank_rank < 1 or self.layer_k < 1:
+            raise ValueError("lowrank_rank and layer_k must be >= 1")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 or None; got {self.window}")
+        if not 0.0 <= self.window_overlap < 1.0:
+            raise ValueError(f"window_overlap must be in [0, 1); got {self.window_overlap}")
         if self.hvp_strategy not in ("batched_grad", "replicate"):
             raise ValueError(f"unknown hvp_strategy {self.hvp_strategy!r}")
         if self.sink not in ("exclude", "keep"):

@@ -136,12 +136,16 @@ class ModelAdapter:
         self,
         tokens: Int[Tensor, "batch pos"],
         embeds: Float[Tensor, "batch pos d_model"] | None = None,
+        *,
+        at_layer: int | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
-        """Log-probabilities at the last position, optionally with replaced input embeddings.
+        """Log-probabilities at the last position, optionally with a replaced activation.
 
-        ``embeds`` replaces the output of ``hook_embed``; gradients flow into it. Only the last
-        position is unembedded (``logits_to_keep=1`` on the bridge; ``stop_at_layer`` then
-        ``ln_final``/``unembed``/soft-cap on a HookedTransformer).
+        ``embeds`` replaces the output of ``hook_embed`` (``at_layer=None``) or the residual
+        stream entering block ``at_layer`` (``blocks.{at_layer}.hook_resid_pre``); gradients
+        flow into it. Only the last position is unembedded (``logits_to_keep=1`` on the
+        bridge; ``stop_at_layer`` then ``ln_final``/``unembed``/soft-cap on a
+        HookedTransformer).
         """
         tokens = tokens.to(self.device)
         hooks: list[tuple[str, Callable[..., Tensor]]] = []
@@ -151,7 +155,8 @@ class ModelAdapter:
             def replace(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
                 return replacement.to(act.dtype)
 
-            hooks.append((names.EMBED, replace))
+            point = names.EMBED if at_layer is None else names.resid_pre(at_layer)
+            hooks.append((point, replace))
         model = self.model
         with model.hooks(fwd_hooks=hooks):
             if self.kind == "bridge":
@@ -169,6 +174,20 @@ class ModelAdapter:
             resid = model.ln_final(resid)
         logits = model.unembed(resid)
         return apply_softcap(logits, model.cfg.output_logits_soft_cap)[:, -1]
+
+    def resid_pre(self, tokens: Int[Tensor, " pos"], layer: int) -> Float[Tensor, "pos d_model"]:
+        """The residual stream entering block ``layer`` (detached), for one sequence."""
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
+        store: dict[str, Tensor] = {}
+
+        def keep(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
+            store["resid"] = act.detach()
+            return act
+
+        with torch.no_grad(), self.model.hooks(fwd_hooks=[(names.resid_pre(layer), keep)]):
+            self.last_log_probs(tokens[None])
+        return store["resid"][0]
 
     def capture_attention(self, tokens: Int[Tensor, " pos"]) -> AttentionCapture:
         """Attention patterns, values (expanded to query heads) and ``W_O``, without grad."""
