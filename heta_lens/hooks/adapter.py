@@ -70,6 +70,15 @@ class AttentionCapture:
     W_O: Float[Tensor, "layer head_index d_head d_model"]
 
 
+def hooked_unembed(model: Any, resid: Tensor) -> Tensor:
+    """``ln_final`` → ``unembed`` → logit soft-cap, as ``HookedTransformer.forward`` ends."""
+    from transformer_lens.utilities.activation_functions import apply_softcap
+
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
+
+
 class ModelAdapter:
     """Uniform access to a TransformerLens model for the HETA engine.
 
@@ -106,10 +115,14 @@ class ModelAdapter:
         return getattr(self.model, "tokenizer", None)
 
     def to_tokens(self, text: str) -> Int[Tensor, " pos"]:
-        """Tokenise ``text`` with the model's own ``to_tokens`` (its BOS convention)."""
+        """Tokenise ``text`` with the model's own ``to_tokens`` (its BOS convention).
+
+        Never truncates (TL's default cuts at ``n_ctx`` silently): over-long input must reach
+        the ``n_ctx`` check and fail loudly.
+        """
         if self.tokenizer is None:
             raise ValueError("this model has no tokenizer: pass token ids instead of a string")
-        return self.model.to_tokens(text)[0]
+        return self.model.to_tokens(text, truncate=False)[0]
 
     def to_str_tokens(self, tokens: Int[Tensor, " pos"]) -> list[str] | None:
         """Token strings, or ``None`` when the model has no tokenizer."""
@@ -166,14 +179,8 @@ class ModelAdapter:
         return logits.log_softmax(dim=-1)
 
     def _hooked_last_logits(self, tokens: Tensor) -> Tensor:
-        from transformer_lens.utilities.activation_functions import apply_softcap
-
-        model = self.model
-        resid = model(tokens, stop_at_layer=self.n_layers)[:, -1:]
-        if model.cfg.normalization_type is not None:
-            resid = model.ln_final(resid)
-        logits = model.unembed(resid)
-        return apply_softcap(logits, model.cfg.output_logits_soft_cap)[:, -1]
+        resid = self.model(tokens, stop_at_layer=self.n_layers)[:, -1:]
+        return hooked_unembed(self.model, resid)[:, -1]
 
     def resid_pre(self, tokens: Int[Tensor, " pos"], layer: int) -> Float[Tensor, "pos d_model"]:
         """The residual stream entering block ``layer`` (detached), for one sequence."""

@@ -3,7 +3,17 @@ import importlib
 
 import pytest
 
-MODULES = ["heta_lens.gate", "heta_lens.curvature", "heta_lens.information", "heta_lens.attribute"]
+MODULES = [
+    "heta_lens.gate",
+    "heta_lens.curvature",
+    "heta_lens.curvature_row",
+    "heta_lens.curvature_lowrank",
+    "heta_lens.curvature_layer",
+    "heta_lens.information",
+    "heta_lens.attribute",
+    "heta_lens.windows",
+    "heta_lens.viz",
+]
 
 
 @pytest.mark.bridge

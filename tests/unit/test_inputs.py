@@ -47,6 +47,13 @@ def test_string_without_tokenizer_is_rejected(model_id):
 
 
 @pytest.mark.bridge
+def test_overlong_string_is_rejected_not_truncated():
+    bridge = tiny_bridge()
+    with pytest.raises(ValueError, match="n_ctx=16"):
+        H.attribute(bridge, " ".join(["w5"] * 20))
+
+
+@pytest.mark.bridge
 def test_empty_string_prompt_is_rejected():
     with pytest.raises(ValueError, match="empty prompt"):
         H.attribute(tiny_bridge(), "")

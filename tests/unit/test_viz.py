@@ -1,5 +1,4 @@
 import dataclasses
-import doctest
 import html
 import importlib.util
 import json
@@ -233,12 +232,6 @@ def test_html_has_one_section_per_target(generated):
     assert page.count('class="tok target"') == 3
     assert [d["target"] for d in _embedded(page)["results"]] == [3, 4, 5]
     assert "3 heta attributions" in page
-
-
-@pytest.mark.bridge
-def test_docstring_examples_run():
-    result = doctest.testmod(viz, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---- (d) rendering in headless Chromium ---------------------------------------------------

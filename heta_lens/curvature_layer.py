@@ -1,0 +1,128 @@
+"""Layer-restricted curvature (HETA-LS): eq. 3 w.r.t. the residual stream entering layer L − k."""
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from heta_lens._typing import TokensLike, typechecked
+from heta_lens.config import HvpStrategy
+from heta_lens.curvature import (
+    block_curvature,
+    default_generator,
+    resolve_probes,
+)
+from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hvp import BatchedScalarFn, HvpOperator
+from heta_lens.inputs import Prepared, prepare
+
+
+def curvature_layer(n_layers: int, k: int) -> int:
+    """The block L − k whose incoming residual stream HETA-LS differentiates, k clipped to L.
+
+    Raises:
+        ValueError: ``k`` < 1 (there is no residual stream to take after the last block).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1 (curvature through the last k layers); got {k}")
+    return n_layers - min(k, n_layers)
+
+
+def resid_log_prob_fn(adapter: ModelAdapter, req: Prepared, layer: int) -> BatchedScalarFn:
+    """g(Z) = log P(x_target | Z), Z replacing the residual stream entering block ``layer``."""
+
+    def fn(z: Tensor) -> Tensor:
+        ids = req.prefix[None].expand(z.shape[0], -1)
+        return adapter.last_log_probs(ids, z, at_layer=layer)[:, req.target_id]
+
+    return fn
+
+
+@typechecked
+def layer_curvature(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None = None,
+    k: int = 4,
+    n_probes: int = 8,
+    probes: Float[Tensor, "m ctx d_model"] | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+) -> Float[Tensor, " ctx"]:
+    """Curvature through the last k layers only (HETA-LS).
+
+    Eq. 3 with the input embeddings replaced by Z = the residual stream entering block
+    l = L − k (``blocks.{l}.hook_resid_pre``), L = n_layers and k clipped to [1, L]:
+
+        S_i^LS = (1/m) Σ_k ‖Π_i H^Z Π_i r_k‖₁,   H^Z = ∇²_Z log P(x_target | Z),
+
+    the upstream layers held fixed at their values for these tokens. Same Rademacher probes
+    as eq. 3 (Z has d_model columns too), ctx·m HVPs whose backward passes traverse only the
+    last k blocks (the forward still runs every block). With k ≥ L,
+    Z = resid_pre of block 0 = the embeddings plus a constant (learned positions) or nothing
+    (rotary), so the Hessian, and the result, equal eq. 3 with the same probes.
+
+    Args:
+        model: A ``HookedTransformer`` or ``TransformerBridge``.
+        tokens: Token ids containing the target, or a string.
+        target: Index of the explained token (default: last).
+        k: Number of final layers the curvature is taken through (paper: 4..6); clipped to L.
+        n_probes: m, used when ``probes`` is None.
+        probes: Explicit probes ``[m, ctx, d_model]``.
+        generator: Source of Rademacher probes (default: a generator seeded with 0).
+        chunk_size: HVPs per batched double backward.
+        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+
+    Returns:
+        S^LS, shape ``[ctx]``, non-negative.
+
+    Raises:
+        ValueError: Bad tokens/target, ``k`` < 1, or ``probes`` of the wrong shape.
+        TypeError: Non-floating ``probes``.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> s = layer_curvature(tiny_bridge(), torch.tensor([1, 5, 7, 3]), k=1, n_probes=2)
+        >>> s.shape, bool((s >= 0).all())
+        (torch.Size([3]), True)
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    with preserved_model_state(model):
+        return compute_layer_curvature(
+            adapter,
+            req,
+            k=k,
+            n_probes=n_probes,
+            probes=probes,
+            generator=generator,
+            chunk_size=chunk_size,
+            strategy=strategy,
+        )
+
+
+def compute_layer_curvature(
+    adapter: ModelAdapter,
+    req: Prepared,
+    *,
+    k: int,
+    n_probes: int,
+    probes: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+    progress: bool = False,
+) -> Float[Tensor, " ctx"]:
+    """:func:`layer_curvature` on an already validated request (inside the state guard)."""
+    layer = curvature_layer(adapter.n_layers, k)
+    probes = resolve_probes(
+        adapter,
+        int(req.prefix.numel()),
+        n_probes=n_probes,
+        probes=probes,
+        generator=default_generator(generator),
+    )
+    z = adapter.resid_pre(req.prefix, layer)
+    op = HvpOperator(resid_log_prob_fn(adapter, req, layer), z, strategy=strategy)
+    return block_curvature(op, probes, chunk_size=chunk_size, progress=progress)

@@ -1,0 +1,117 @@
+"""Row-block curvature S^row (HETA appendix): one HVP per probe covers every token's row block."""
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from heta_lens._typing import TokensLike, typechecked
+from heta_lens.config import HvpStrategy
+from heta_lens.curvature import (
+    default_generator,
+    embedding_hvp_operator,
+    hvps_in_chunks,
+    resolve_probes,
+)
+from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hvp import HvpOperator
+from heta_lens.inputs import Prepared, prepare
+
+
+def row_block_curvature(
+    op: HvpOperator,
+    probes: Float[Tensor, "n_probes ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+) -> Float[Tensor, " ctx"]:
+    """S_i^row = (1/m) Σ_k ‖Π_i H r_k‖₁ with r_k over all blocks: m HVPs in all."""
+    products = hvps_in_chunks(op, probes, chunk_size=chunk_size, progress=progress)
+    return products.abs().sum(-1).mean(0)
+
+
+@typechecked
+def row_curvature(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None = None,
+    n_probes: int = 8,
+    probes: Float[Tensor, "m ctx d_model"] | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+) -> Float[Tensor, " ctx"]:
+    """Row-block curvature of log P(x_target | prefix): cross-token Hessian terms included.
+
+    Implements the appendix's row-block mass with a Hutchinson estimate,
+
+        S_i^row = (1/m) Σ_k ‖Π_i H r_k‖₁ = (1/m) Σ_k ‖Σ_j H_ij r_{k,j}‖₁,
+
+    H the Hessian of g(X) = log P(x_target | x_<target) w.r.t. the input embeddings X, r_k
+    Rademacher vectors over ALL token blocks at once. One HVP H r_k gives Π_i H r_k for every
+    token i, so the cost is m HVPs in all (eq. 3, :func:`heta_lens.curvature_sensitivity`,
+    needs ctx·m). Same probes as eq. 3: with the same ``generator`` and ``n_probes`` both read
+    identical random numbers, and the two coincide when H is block-diagonal (H_ij = 0, i ≠ j).
+    Otherwise S^row also carries cross-token curvature (and sign cancellations between blocks),
+    so it is a different quantity, not an unbiased estimate of eq. 3: how far it ranks tokens
+    like eq. 3 must be measured.
+
+    Args:
+        model: A ``HookedTransformer`` or ``TransformerBridge``.
+        tokens: Token ids containing the target, or a string.
+        target: Index of the explained token (default: last).
+        n_probes: m, used when ``probes`` is None.
+        probes: Explicit probes ``[m, ctx, d_model]``; the result is then exactly
+            (1/m) Σ_k ‖Π_i H probes[k]‖₁.
+        generator: Source of Rademacher probes (default: a generator seeded with 0).
+        chunk_size: HVPs per batched double backward.
+        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+
+    Returns:
+        S^row, shape ``[ctx]``, non-negative.
+
+    Raises:
+        ValueError: Bad tokens/target, or ``probes`` of the wrong shape.
+        TypeError: Non-floating ``probes``.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> s = row_curvature(tiny_bridge(), torch.tensor([1, 5, 7, 3]), n_probes=2)
+        >>> s.shape, bool((s >= 0).all())
+        (torch.Size([3]), True)
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    with preserved_model_state(model):
+        return compute_row_curvature(
+            adapter,
+            req,
+            n_probes=n_probes,
+            probes=probes,
+            generator=generator,
+            chunk_size=chunk_size,
+            strategy=strategy,
+        )
+
+
+def compute_row_curvature(
+    adapter: ModelAdapter,
+    req: Prepared,
+    *,
+    n_probes: int,
+    probes: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+    progress: bool = False,
+) -> Float[Tensor, " ctx"]:
+    """:func:`row_curvature` on an already validated request (inside the state guard)."""
+    probes = resolve_probes(
+        adapter,
+        int(req.prefix.numel()),
+        n_probes=n_probes,
+        probes=probes,
+        generator=default_generator(generator),
+    )
+    op = embedding_hvp_operator(adapter, req, strategy=strategy)
+    return row_block_curvature(op, probes, chunk_size=chunk_size, progress=progress)

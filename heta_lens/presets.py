@@ -1,0 +1,40 @@
+"""Named ``HetaConfig`` presets: full HETA and the paper's cheaper variants.
+
+Each preset is a plain :class:`~heta_lens.HetaConfig`; ``heta-lens attribute --preset NAME``
+and ``heta-lens bench`` use them. Their cost and their agreement with ``full`` are measured by
+``heta-lens bench`` (see ``benchmarks/RESULTS.md``), not assumed.
+"""
+
+from dataclasses import replace
+from typing import Any
+
+from heta_lens.config import HetaConfig
+
+PRESETS: dict[str, HetaConfig] = {
+    # eq. 3 exactly: ctx·m block HVPs.
+    "full": HetaConfig(),
+    # Appendix row-block mass Π_i H r with r over all blocks: m HVPs in total.
+    "row": HetaConfig(curvature_estimator="row"),
+    # HETA-LS: eq. 3 w.r.t. the residual stream entering layer L − 4.
+    "LS": HetaConfig(curvature_estimator="layer", layer_k=4),
+    # HETA-LR: rank-r range finder per token block (2·r·ctx HVPs: r = 4 costs what full does).
+    "LR": HetaConfig(curvature_estimator="lowrank", lowrank_rank=4),
+    # HETA-LR over the whole Hessian, rank 64, restricted to the diagonal blocks (128 HVPs).
+    "LR-global": HetaConfig(curvature_estimator="lowrank", lowrank_rank=64, lowrank_scope="global"),
+    # HETA-WIN: 50%-overlapping windows of 128 context tokens, each window seen on its own
+    # (anchor token + window + target), so HVP and masked-rerun cost grow with W, not T.
+    "WIN": HetaConfig(window=128, window_overlap=0.5, window_view="window"),
+    # Best measured cost/quality trade-off (benchmarks/RESULTS.md, section 5).
+    "fast": HetaConfig(curvature_estimator="row", n_probes=8),
+}
+
+
+def preset(name: str, **overrides: Any) -> HetaConfig:
+    """The config of preset ``name`` with ``overrides`` applied.
+
+    Raises:
+        ValueError: Unknown preset (the message lists the valid ones).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
