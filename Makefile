@@ -2,8 +2,10 @@
 VENV := .venv
 BIN := $(VENV)/bin
 SRC := heta_lens tests
+# Two xdist workers on two cores: one BLAS thread each (2 threads each oversubscribes: ~10x slower).
+export OMP_NUM_THREADS ?= 1
 
-.PHONY: install format lint typecheck unit acceptance test
+.PHONY: install format lint typecheck unit acceptance test bench
 
 install:  ## create/update .venv (TL 3.9) and .venv-tl4 (TL 4.3)
 	bash scripts/install.sh
@@ -28,3 +30,5 @@ acceptance:  ## slow tier: real embedded SmolLM2
 test:  ## the full gate, same as CI
 	bash scripts/test.sh
 
+bench:  ## cost and quality tables on SmolLM2 (~40 min on 2 cores) -> benchmarks/RESULTS.md
+	OMP_NUM_THREADS=2 $(BIN)/heta-lens bench --threads 2 --out benchmarks/RESULTS.md

@@ -105,13 +105,14 @@ def sequential_information(adapter: ModelAdapter, req: Prepared, mask: str) -> T
 
 
 def full_memory_probe(model: Any, tokens: Tensor, config: HetaConfig) -> None:
-    """The peak-memory phase of full HETA: one chunk of ``config.hvp_chunk`` block HVPs.
+    """The peak-memory phase of full HETA: one chunk of block HVPs (as sized for ``config``).
 
     Building the graph for the batched double backward and applying it to one chunk is where
     exact curvature peaks; further chunks reuse the same memory. Used where a complete run
     would exceed the benchmark's time budget.
     """
     from heta_lens.curvature import block_probe_vectors, rademacher_probes
+    from heta_lens.estimators import hvp_chunk_for
     from heta_lens.hvp import HvpOperator
 
     adapter = ModelAdapter(model)
@@ -122,7 +123,8 @@ def full_memory_probe(model: Any, tokens: Tensor, config: HetaConfig) -> None:
         probes = rademacher_probes(
             1, ctx, adapter.d_model, generator=torch.Generator().manual_seed(0), dtype=x.dtype
         )
-        pairs = torch.stack([torch.arange(config.hvp_chunk), torch.zeros(config.hvp_chunk)], 1)
+        chunk = min(hvp_chunk_for(adapter, ctx, config), ctx)
+        pairs = torch.stack([torch.arange(chunk), torch.zeros(chunk)], 1)
         op = HvpOperator(target_log_prob_fn(adapter, req), x, strategy=config.hvp_strategy)
         op(block_probe_vectors(probes, pairs.long()))
 
@@ -183,9 +185,9 @@ def machine_description() -> str:
     except (OSError, StopIteration):
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import transformer_lens
+    from importlib.metadata import version
 
-    tl = getattr(transformer_lens, "__version__", "?")
+    tl = version("transformer-lens")
     return (
         f"{cpu}; {os.cpu_count()} cores; {mem:.0f} GiB RAM; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); transformer-lens {tl}; "

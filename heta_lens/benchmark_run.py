@@ -35,6 +35,18 @@ from heta_lens.presets import PRESETS
 from heta_lens.targets import greedy_generate
 
 
+SCALING_BUDGET: dict[str, int] = {
+    "full": 128,
+    "LS": 128,
+    "LR": 64,
+    "LR-global": 128,
+    "row": 256,
+    "WIN": 256,
+}
+"""Longest T each preset is timed at in section 4 (longer ones are extrapolated), chosen so the
+whole benchmark fits in about 40 minutes on a 2-core machine."""
+
+
 def section_sequential(report: Report, model: Any, tokens: torch.Tensor, *, n_probes: int) -> None:
     """1. Batched full HETA vs the official sequential loop, same probes."""
     config = replace(PRESETS["full"], n_probes=n_probes)
@@ -248,7 +260,7 @@ def run_benchmark(
             lengths=lengths,
             presets=presets,
             n_probes=1,
-            max_len={"full": 256, "LS": 256, "LR": 64, "LR-global": 256},
+            max_len=dict(SCALING_BUDGET),
         ),
         5: lambda: section_quality(
             report, model, _prompts(data_dir, n_prompts), presets=presets, n_probes=4

@@ -63,7 +63,9 @@ class HetaConfig:
         hvp_strategy: How HVPs are batched (:mod:`heta_lens.hvp`). ``"batched_grad"`` (default):
             one forward and first backward, then double backwards vmapped over probes — 2–7×
             faster than ``"replicate"`` on SmolLM2 at 64 tokens (measured, 2-core CPU).
-        hvp_chunk: HVPs per batched double-backward (memory/speed trade-off).
+        hvp_chunk: HVPs per batched double-backward; ``None`` (default) sizes chunks to
+            ``hvp_memory_gb`` (:func:`heta_lens.hvp.auto_chunk_size`).
+        hvp_memory_gb: Activation-memory budget for one batched double backward.
         mask_chunk: Masked copies per batched forward in the information term.
         kl_strategy: How the masked copies run (:mod:`heta_lens.information`; same numbers):
             ``"prefix"`` (default) starts each chunk of reruns at its first masked position on
@@ -98,7 +100,8 @@ class HetaConfig:
     normalization: Normalization = "sum"
     sink: SinkPolicy = "exclude"
     hvp_strategy: HvpStrategy = "batched_grad"
-    hvp_chunk: int = 32
+    hvp_chunk: int | None = None
+    hvp_memory_gb: float = 4.0
     mask_chunk: int = 16
     kl_strategy: KlStrategy = "prefix"
     curvature_estimator: CurvatureEstimator = "exact"
@@ -116,8 +119,10 @@ class HetaConfig:
             )
         if self.n_probes < 1:
             raise ValueError(f"n_probes must be >= 1; got {self.n_probes}")
-        if self.hvp_chunk < 1 or self.mask_chunk < 1:
-            raise ValueError("hvp_chunk and mask_chunk must be >= 1")
+        if (self.hvp_chunk is not None and self.hvp_chunk < 1) or self.mask_chunk < 1:
+            raise ValueError("hvp_chunk (or None) and mask_chunk must be >= 1")
+        if self.hvp_memory_gb <= 0:
+            raise ValueError(f"hvp_memory_gb must be > 0; got {self.hvp_memory_gb}")
         if self.gate_mode not in ("rollout", "attention", "full_rollout", "uniform"):
             raise ValueError(f"unknown gate_mode {self.gate_mode!r}")
         if self.normalization not in ("sum", "max", "none"):

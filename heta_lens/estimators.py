@@ -12,6 +12,7 @@ Cost in HVPs (ctx context tokens, m probes, r = ``lowrank_rank``):
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -23,6 +24,7 @@ from heta_lens.curvature_layer import compute_layer_curvature
 from heta_lens.curvature_lowrank import compute_lowrank_curvature
 from heta_lens.curvature_row import compute_row_curvature
 from heta_lens.hooks import ModelAdapter
+from heta_lens.hvp import auto_chunk_size
 from heta_lens.inputs import Prepared
 
 CurvatureEstimatorFn = Callable[
@@ -31,70 +33,43 @@ CurvatureEstimatorFn = Callable[
 """``(adapter, request, config, generator, progress) -> S`` for one estimator."""
 
 
-def _exact(
-    adapter: ModelAdapter, req: Prepared, config: HetaConfig, gen: torch.Generator, progress: bool
-) -> Tensor:
-    return compute_curvature(
-        adapter,
-        req,
-        n_probes=config.n_probes,
-        generator=gen,
-        chunk_size=config.hvp_chunk,
-        strategy=config.hvp_strategy,
-        progress=progress,
+def hvp_chunk_for(adapter: ModelAdapter, ctx: int, config: HetaConfig) -> int:
+    """``config.hvp_chunk``, or a chunk sized to ``config.hvp_memory_gb`` for this model/ctx."""
+    if config.hvp_chunk is not None:
+        return config.hvp_chunk
+    return auto_chunk_size(
+        n_layers=adapter.n_layers,
+        n_heads=adapter.n_heads,
+        d_model=adapter.d_model,
+        d_mlp=adapter.d_mlp,
+        ctx=ctx,
+        dtype_bytes=torch.finfo(adapter.dtype).bits // 8,
+        budget_gb=config.hvp_memory_gb,
     )
 
 
-def _row(
+def _shared(
     adapter: ModelAdapter, req: Prepared, config: HetaConfig, gen: torch.Generator, progress: bool
-) -> Tensor:
-    return compute_row_curvature(
-        adapter,
-        req,
-        n_probes=config.n_probes,
-        generator=gen,
-        chunk_size=config.hvp_chunk,
-        strategy=config.hvp_strategy,
-        progress=progress,
-    )
-
-
-def _lowrank(
-    adapter: ModelAdapter, req: Prepared, config: HetaConfig, gen: torch.Generator, progress: bool
-) -> Tensor:
-    return compute_lowrank_curvature(
-        adapter,
-        req,
-        rank=config.lowrank_rank,
-        scope=config.lowrank_scope,
-        n_probes=config.n_probes,
-        generator=gen,
-        chunk_size=config.hvp_chunk,
-        strategy=config.hvp_strategy,
-        progress=progress,
-    )
-
-
-def _layer(
-    adapter: ModelAdapter, req: Prepared, config: HetaConfig, gen: torch.Generator, progress: bool
-) -> Tensor:
-    return compute_layer_curvature(
-        adapter,
-        req,
-        k=config.layer_k,
-        n_probes=config.n_probes,
-        generator=gen,
-        chunk_size=config.hvp_chunk,
-        strategy=config.hvp_strategy,
-        progress=progress,
-    )
+) -> dict[str, Any]:
+    """Options every estimator takes, read from ``config``."""
+    return {
+        "n_probes": config.n_probes,
+        "generator": gen,
+        "chunk_size": hvp_chunk_for(adapter, int(req.prefix.numel()), config),
+        "strategy": config.hvp_strategy,
+        "progress": progress,
+    }
 
 
 CURVATURE_ESTIMATORS: dict[str, CurvatureEstimatorFn] = {
-    "exact": _exact,
-    "row": _row,
-    "lowrank": _lowrank,
-    "layer": _layer,
+    "exact": lambda a, r, c, g, p: compute_curvature(a, r, **_shared(a, r, c, g, p)),
+    "row": lambda a, r, c, g, p: compute_row_curvature(a, r, **_shared(a, r, c, g, p)),
+    "lowrank": lambda a, r, c, g, p: compute_lowrank_curvature(
+        a, r, rank=c.lowrank_rank, scope=c.lowrank_scope, **_shared(a, r, c, g, p)
+    ),
+    "layer": lambda a, r, c, g, p: compute_layer_curvature(
+        a, r, k=c.layer_k, **_shared(a, r, c, g, p)
+    ),
 }
 """Every value of :data:`heta_lens.config.CurvatureEstimator`, mapped to its implementation."""
 

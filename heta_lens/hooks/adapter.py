@@ -100,6 +100,7 @@ class ModelAdapter:
         self.d_model: int = int(cfg.d_model)
         self.d_vocab: int = int(cfg.d_vocab)
         self.n_ctx: int = int(cfg.n_ctx)
+        self.d_mlp: int = int(getattr(cfg, "d_mlp", None) or 0)  # 0 for attention-only models
         n_kv = getattr(cfg, "n_key_value_heads", None)
         self.n_kv_heads: int = int(n_kv) if n_kv else self.n_heads
         if self.n_heads % self.n_kv_heads != 0:

@@ -24,3 +24,15 @@ def test_hvp_matches_dense_hessian(strategy):
 def test_unknown_strategy_rejected():
     with pytest.raises(ValueError, match="unknown HVP strategy"):
         HvpOperator(_cubic, torch.zeros(2, 2), strategy=cast(Any, "forward"))
+
+
+def test_auto_chunk_size_respects_budget_and_bounds():
+    from heta_lens.hvp import auto_chunk_size
+
+    smollm2 = {"n_layers": 30, "n_heads": 9, "d_model": 576, "d_mlp": 1536, "dtype_bytes": 4}
+    small, large = (auto_chunk_size(**smollm2, ctx=n, budget_gb=4.0) for n in (64, 512))
+    assert small > large >= 1
+    per_hvp_512 = 30 * (9 * 512 * 512 + 10 * 512 * (576 + 1536)) * 4
+    assert large * per_hvp_512 <= 4 * 2**30 < (large + 1) * per_hvp_512
+    assert auto_chunk_size(**smollm2, ctx=8, budget_gb=1e6) == 64
+    assert auto_chunk_size(**smollm2, ctx=4096, budget_gb=0.001) == 1
