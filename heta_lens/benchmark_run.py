@@ -34,7 +34,6 @@ from heta_lens.inputs import prepare
 from heta_lens.presets import PRESETS
 from heta_lens.targets import greedy_generate
 
-
 SCALING_BUDGET: dict[str, int] = {
     "full": 128,
     "LS": 128,
