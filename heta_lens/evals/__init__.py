@@ -1,0 +1,1 @@
+"""Evaluations of attribution methods: baselines, datasets, metrics and the eval runner."""

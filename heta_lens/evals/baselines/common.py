@@ -1,0 +1,77 @@
+"""What every baseline shares: input validation, the state guard and the result type."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from heta_lens._typing import TokensLike
+from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.inputs import Prepared, prepare
+from heta_lens.result import AttributionResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineEntry:
+    """One baseline to register: registry name, function, default config, one-line summary.
+
+    ``fn`` has the registry signature ``fn(model, tokens, *, target, config) ->
+    AttributionResult``; ``default_config`` is a frozen dataclass (serialised with
+    ``dataclasses.asdict`` by the eval runner) or ``None``.
+    """
+
+    name: str
+    fn: Callable[..., AttributionResult]
+    default_config: Any
+    description: str
+
+
+ScoreFn = Callable[[ModelAdapter, Prepared], Float[Tensor, " ctx"]]
+"""Computes one score per context token of a validated request (inside the state guard)."""
+
+
+def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
+    """log P(tokens[target] | tokens[:target]) from one plain forward."""
+    with torch.no_grad():
+        return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])
+
+
+def run_baseline(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None,
+    method: str,
+    score_fn: ScoreFn,
+) -> AttributionResult:
+    """Validate ``(model, tokens, target)``, run ``score_fn`` under the state guard, wrap it.
+
+    The guard leaves the model as it was (training flags, ``requires_grad``, grad mode, no hook
+    left), even when ``score_fn`` raises.
+
+    Raises:
+        TypeError: Unsupported model or non-integer tokens.
+        ValueError: Empty tokens, target 0 or out of range, sequence longer than ``n_ctx``, or
+            ``score_fn`` returned the wrong shape / non-finite values.
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    with preserved_model_state(model):
+        log_prob = target_log_prob(adapter, req)
+        scores = score_fn(adapter, req).detach()
+    if tuple(scores.shape) != (req.target,):
+        raise ValueError(f"{method}: expected {req.target} scores, got {tuple(scores.shape)}")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"{method}: non-finite scores")
+    strings = adapter.to_str_tokens(req.tokens)
+    return AttributionResult(
+        tokens=req.tokens.cpu(),
+        target=req.target,
+        scores=scores.cpu(),
+        method=method,
+        token_strings=None if strings is None else tuple(strings),
+        target_log_prob=log_prob,
+    )
