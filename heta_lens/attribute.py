@@ -83,18 +83,9 @@ def attribute(
     if config.window is not None and req.target > config.window:
         return _windowed(adapter, req, config, view=config.window_view, progress=progress)
     with preserved_model_state(model):
-        log_prob = _target_log_prob(adapter, req)
+        log_prob = target_log_prob(adapter, req)
         parts = compute_components(adapter, req, config=config, progress=progress)
-    terms = ScoreTerms(
-        gate_term=(
-            gate_term(parts.gate, sink=config.sink)
-            if config.use_gate
-            else torch.ones_like(parts.gate)
-        ),
-        curvature_term=_normalized(parts.curvature, config),
-        information_term=_normalized(parts.information, config),
-    )
-    return _result(adapter, req, parts, terms, log_prob, config)
+    return result_from_components(adapter, req, parts, log_prob=log_prob, config=config)
 
 
 @typechecked
@@ -170,13 +161,45 @@ def compute_components(
     return Components(gate=gate, curvature=curvature, information=information)
 
 
+def result_from_components(
+    adapter: ModelAdapter,
+    req: Prepared,
+    parts: Components,
+    *,
+    log_prob: float,
+    config: HetaConfig,
+) -> HetaResult:
+    """Combine raw components into a (non-windowed) :class:`HetaResult` as ``config`` says.
+
+    ``parts`` may hold components ``config`` switches off (they are then ignored), so one
+    set of components serves every ablation that shares them (the eval runner does this).
+    """
+    terms = ScoreTerms(
+        gate_term=(
+            gate_term(parts.gate, sink=config.sink)
+            if config.use_gate
+            else torch.ones_like(parts.gate)
+        ),
+        curvature_term=_normalized(parts.curvature if config.use_curvature else None, config),
+        information_term=_normalized(
+            parts.information if config.use_information else None, config
+        ),
+    )
+    kept = Components(
+        gate=parts.gate,
+        curvature=parts.curvature if config.use_curvature else None,
+        information=parts.information if config.use_information else None,
+    )
+    return _result(adapter, req, kept, terms, log_prob, config)
+
+
 def _windowed(
     adapter: ModelAdapter, req: Prepared, config: HetaConfig, view: WindowView, progress: bool
 ) -> HetaResult:
     ctx = req.target
     spans = window_spans(ctx, config.window or ctx, config.window_overlap)
     with preserved_model_state(adapter.model):
-        log_prob = _target_log_prob(adapter, req)
+        log_prob = target_log_prob(adapter, req)
         if view == "prefix":
             parts = compute_components(adapter, req, config=config, progress=progress)
             windows = prefix_view_windows(parts.gate, parts.curvature, parts.information, spans)
@@ -238,7 +261,7 @@ def _normalized(values: Tensor | None, config: HetaConfig) -> Tensor | None:
     return None if values is None else normalize(values, config.normalization)
 
 
-def _target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
+def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
     with torch.no_grad():
         return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])
 

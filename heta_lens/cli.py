@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from heta_lens.attribute import attribute
+from heta_lens.cli_eval import add_eval_parser, cmd_eval
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
@@ -33,6 +34,7 @@ HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
   heta-lens attribute "The capital of France is" --target-text " Paris"
   heta-lens models
   heta-lens bench --out benchmarks/RESULTS.md
+  heta-lens eval curated --limit 50 --methods heta,integrated_gradients,attention_rollout,occlusion
 """
 
 
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", type=Path, default=default_data_dir(), help="eval data")
     bench.add_argument("--threads", type=int, default=None, help="torch threads")
     bench.add_argument("--out", type=Path, default=None, help="write the markdown report here")
+    add_eval_parser(sub)
     return parser
 
 
@@ -218,8 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_models()
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "eval":
+            return cmd_eval(args)
         return _cmd_attribute(args)
-    except (ValueError, TypeError, ModelNotInstalledError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ModelNotInstalledError) as error:
         print(f"heta-lens: error: {error}", file=sys.stderr)
         return 2
 

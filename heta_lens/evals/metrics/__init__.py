@@ -1,0 +1,40 @@
+"""Faithfulness and alignment metrics for attributions (docs/evaluation.md).
+
+- :mod:`~heta_lens.evals.metrics.soft`: ReAGent's Soft-NC / Soft-NS and the log ratio.
+- :mod:`~heta_lens.evals.metrics.hard`: ``hard_topk_kl`` (official HETA code's metric).
+- :mod:`~heta_lens.evals.metrics.curves`: AOPC deletion / insertion curves.
+- :mod:`~heta_lens.evals.metrics.alignment`: DSA (fine / coarse) and top-k F1.
+- :mod:`~heta_lens.evals.metrics.stats`: bootstrap intervals.
+"""
+
+from heta_lens.evals.metrics.alignment import dsa, dsa_coarse, topk_f1
+from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
+from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
+from heta_lens.evals.metrics.soft import (
+    SoftScores,
+    hellinger_distance,
+    log_ratio,
+    normalize_attribution,
+    random_attribution,
+    soft_scores,
+)
+from heta_lens.evals.metrics.stats import Interval, bootstrap_ci, bootstrap_log_ratio
+
+__all__ = [
+    "AopcCurves",
+    "HardTopK",
+    "Interval",
+    "SoftScores",
+    "aopc_curves",
+    "bootstrap_ci",
+    "bootstrap_log_ratio",
+    "dsa",
+    "dsa_coarse",
+    "hard_topk_kl",
+    "hellinger_distance",
+    "log_ratio",
+    "normalize_attribution",
+    "random_attribution",
+    "soft_scores",
+    "topk_f1",
+]

@@ -1,0 +1,146 @@
+"""``heta-lens eval``: run the faithfulness/alignment evals and print the summary table."""
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from heta_lens.evals.datasets import EvalInstance, load_curated, load_longra, load_sequence
+from heta_lens.evals.runner import check_methods, run_eval
+from heta_lens.evals.settings import METRIC_GROUPS, EvalSettings
+from heta_lens.evals.summary import csv_table, markdown_table, summarize
+from heta_lens.models import default_data_dir, load_model
+from heta_lens.presets import PRESETS
+from heta_lens.registry import list_methods
+
+DATASETS = ("longra", "tellmewhy", "wikitext", "curated")
+DEFAULT_METHODS = "heta,integrated_gradients,attention_rollout,occlusion"
+
+
+def add_eval_parser(sub: Any) -> None:
+    """Register the ``eval`` subcommand on the CLI's subparsers."""
+    ev = sub.add_parser(
+        "eval",
+        help="faithfulness/alignment evals (Soft-NS/NC, hard top-k KL, AOPC, DSA, F1)",
+        description=(
+            "Evaluate attribution methods on a dataset; rows are written to OUT/rows*.jsonl as "
+            "they are computed (a rerun resumes), the summary to OUT/summary.{md,csv}."
+        ),
+    )
+    ev.add_argument("dataset", choices=DATASETS)
+    ev.add_argument("--model", default="smollm2-135m", help="model name, .gguf or HF dir")
+    ev.add_argument("--backend", choices=["bridge", "hooked"], default="bridge")
+    ev.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated registry names or 'all' (default: {DEFAULT_METHODS})",
+    )
+    ev.add_argument("--limit", type=int, default=None, help="first N instances only")
+    ev.add_argument("--out", type=Path, default=None, help="output dir (default eval-results/…)")
+    ev.add_argument(
+        "--data-dir", type=Path, default=None, help=f"data root (default {default_data_dir()})"
+    )
+    ev.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="curated: any JSONL file in the curated schema (docs/curated_schema.md)",
+    )
+    ev.add_argument(
+        "--top-k",
+        type=int,
+        default=10,
+        help="curated: keep instances whose answer token the model ranks in its top k",
+    )
+    ev.add_argument("--n-draws", type=int, default=4, help="mask draws per Soft-NS/NC score")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--metrics", default=",".join(METRIC_GROUPS), help=f"subset of {','.join(METRIC_GROUPS)}"
+    )
+    ev.add_argument(
+        "--heta-preset",
+        choices=list(PRESETS),
+        default=None,
+        help="estimator preset applied to every HETA-family method",
+    )
+    ev.add_argument("--n-probes", type=int, default=None, help="Hutchinson probes (HETA family)")
+    ev.add_argument("--workers", type=int, default=1, help="processes (each loads the model)")
+    ev.add_argument("--threads", type=int, default=None, help="torch threads (1 worker)")
+
+
+def load_instances(dataset: str, model: Any, args: argparse.Namespace) -> list[EvalInstance]:
+    """The dataset's instances for ``model`` (cached by the loaders)."""
+    if dataset == "longra":
+        return load_longra(model, data_dir=args.data_dir, limit=args.limit)
+    if dataset in ("tellmewhy", "wikitext"):
+        return load_sequence(model, dataset, data_dir=args.data_dir, limit=args.limit)
+    return load_curated(
+        model, data_path=args.data, data_dir=args.data_dir, limit=args.limit, top_k=args.top_k
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``heta-lens eval``."""
+    import torch
+
+    start = time.perf_counter()
+    methods = (
+        list_methods()
+        if args.methods == "all"
+        else [m.strip() for m in args.methods.split(",") if m.strip()]
+    )
+    check_methods(methods)
+    overrides = () if args.n_probes is None else (("n_probes", args.n_probes),)
+    settings = EvalSettings(
+        dataset=args.dataset,
+        model=args.model,
+        n_draws=args.n_draws,
+        seed=args.seed,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        heta_preset=args.heta_preset,
+        heta_overrides=overrides,
+    )
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    loader = functools.partial(load_model, args.model, backend=args.backend)
+    model = loader()
+    instances = load_instances(args.dataset, model, args)
+    out = args.out or Path("eval-results") / f"{args.dataset}-{Path(args.model).stem}"
+    print(
+        f"{args.dataset}: {len(instances)} instances, "
+        f"{sum(len(i.targets) for i in instances)} targets -> {out}",
+        file=sys.stderr,
+    )
+    rows = run_eval(
+        loader,
+        instances,
+        methods=methods,
+        settings=settings,
+        out=out,
+        workers=args.workers,
+        model=model,
+    )
+    wanted = {(i.uid, t) for i in instances for t in i.targets}
+    rows = [
+        r
+        for r in rows
+        if (r["uid"], r["target"]) in wanted and (r["method"] in methods or r["method"] == "random")
+    ]
+    summaries = summarize(rows, seed=args.seed)
+    table = markdown_table(summaries)
+    header = (
+        f"dataset {args.dataset}, model {args.model}, {len(instances)} instances, "
+        f"n_draws {args.n_draws}, HETA preset {args.heta_preset or 'registry default'}\n\n"
+    )
+    (out / "summary.md").write_text(header + table)
+    (out / "summary.csv").write_text(csv_table(summaries))
+    (out / "instances.json").write_text(json.dumps({"n": len(instances)}))
+    print(header + table)
+    print(
+        f"done in {time.perf_counter() - start:.1f} s; wrote {out}/summary.md, summary.csv",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,95 @@
+"""Plumbing shared by the model-based metrics: validation, ranking, top-k masks, forwards."""
+
+import math
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+from heta_lens._typing import TokensLike
+from heta_lens.hooks import ModelAdapter
+from heta_lens.inputs import Prepared, prepare
+
+
+def check_scores(scores: Tensor, ctx: int) -> None:
+    """Raise ``ValueError`` unless ``scores`` is a finite ``[ctx]`` vector."""
+    if tuple(scores.shape) != (ctx,):
+        raise ValueError(
+            f"scores must have one entry per context token, shape [{ctx}]; "
+            f"got {tuple(scores.shape)}"
+        )
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores contain NaN or infinite values")
+
+
+def validated(
+    model: nn.Module, tokens: TokensLike, *, target: int, scores: Tensor
+) -> tuple[ModelAdapter, Prepared, Tensor]:
+    """Adapter, validated request and detached scores (on the model's device).
+
+    Raises:
+        TypeError: Unsupported model or token type.
+        ValueError: Bad tokens/target (see :func:`heta_lens.inputs.prepare`), or ``scores``
+            not a finite vector with ``target`` entries.
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    check_scores(scores, req.target)
+    return adapter, req, scores.detach().to(adapter.device)
+
+
+def ranking(scores: Float[Tensor, " ctx"]) -> Int[Tensor, " ctx"]:
+    """Positions by descending score; equal scores keep ascending position order.
+
+    A stable ascending sort of ``-scores``: among ties the earlier position ranks first, so
+    the order is a deterministic function of the scores (no dependence on sort internals).
+    """
+    return torch.sort(-scores, stable=True).indices
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    """Validate step fractions: non-empty, each in (0, 1]."""
+    out = tuple(float(f) for f in fractions)
+    if not out:
+        raise ValueError("fractions must not be empty")
+    bad = [f for f in out if not 0.0 < f <= 1.0]
+    if bad:
+        raise ValueError(f"fractions must lie in (0, 1]; got {bad}")
+    return out
+
+
+def count_for_fraction(fraction: float, ctx: int) -> int:
+    """k = max(1, ceil(fraction · ctx)), capped at ``ctx``.
+
+    The product is rounded to 9 decimals before the ceiling so that binary round-off does not
+    add a token (``0.3 * 10`` is ``3.0000000000000004`` in floating point; k must be 3).
+    """
+    return min(ctx, max(1, math.ceil(round(fraction * ctx, 9))))
+
+
+def top_k_masks(scores: Float[Tensor, " ctx"], counts: Sequence[int]) -> Bool[Tensor, "step ctx"]:
+    """Row j marks the ``counts[j]`` highest-scoring positions (ties: earlier position first)."""
+    order = ranking(scores)
+    ctx = int(scores.numel())
+    rank = torch.empty(ctx, dtype=torch.long, device=scores.device)
+    rank[order] = torch.arange(ctx, device=scores.device)
+    k = torch.tensor(list(counts), dtype=torch.long, device=scores.device)
+    return rank[None, :] < k[:, None]
+
+
+def replaced(
+    x: Float[Tensor, "ctx d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    drop: Bool[Tensor, "batch ctx"],
+) -> Float[Tensor, "batch ctx d_model"]:
+    """Copies of ``x`` where row b has the positions marked in ``drop[b]`` replaced."""
+    return torch.where(drop[:, :, None], replacements[None], x[None])
+
+
+def batch_log_probs(
+    adapter: ModelAdapter, req: Prepared, embeds: Float[Tensor, "batch ctx d_model"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """Next-token log-probabilities after the prefix, one row per embedding copy, one forward."""
+    ids = req.prefix[None].expand(embeds.shape[0], -1)
+    return adapter.last_log_probs(ids, embeds)

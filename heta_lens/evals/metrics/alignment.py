@@ -1,0 +1,92 @@
+"""Alignment of attributions with annotated evidence: DSA (fine / coarse) and top-k F1.
+
+docs/evaluation.md, "DSA": an instance is [narrative] + sep + [SciQ support] + sep + question;
+S is the set of annotated support tokens inside the SciQ segment. Scores are normalised with
+:func:`heta_lens.evals.metrics.soft.normalize_attribution` (negatives clamped to 0, divided by
+the sum over all context tokens; uniform when nothing is positive), so that
+
+    DSA = Σ_{i∈S} a_i − Σ_{i∈narrative} a_i  ∈ [−1, 1]
+
+(the two sets are disjoint and a sums to 1). The coarse variant uses the whole SciQ segment
+in place of S. The paper's DSA values (up to ~5) are on an unstated scale and are not matched.
+"""
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from heta_lens._typing import typechecked
+from heta_lens.evals.metrics._common import check_scores, ranking
+from heta_lens.evals.metrics.soft import normalize_attribution
+
+Positions = Bool[Tensor, " ctx"] | Int[Tensor, " n_marked"]
+"""A set of context positions: a boolean mask over the context or a 1-D tensor of indices."""
+
+
+def as_mask(positions: Tensor, ctx: int, *, name: str) -> Bool[Tensor, " ctx"]:
+    """A boolean ``[ctx]`` mask from a mask or an index tensor (repeated indices count once).
+
+    Raises:
+        ValueError: A mask of the wrong length or indices outside ``[0, ctx)``.
+    """
+    if positions.dtype == torch.bool:
+        if tuple(positions.shape) != (ctx,):
+            raise ValueError(f"{name} mask must have shape [{ctx}]; got {tuple(positions.shape)}")
+        return positions
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= ctx):
+        raise ValueError(f"{name} indices must lie in [0, {ctx})")
+    mask = torch.zeros(ctx, dtype=torch.bool, device=positions.device)
+    mask[positions.long()] = True
+    return mask
+
+
+@typechecked
+def dsa(scores: Float[Tensor, " ctx"], *, support: Positions, narrative: Positions) -> float:
+    """DSA = Σ_{i∈support} a_i − Σ_{i∈narrative} a_i with a = normalize_attribution(scores).
+
+    Fine DSA: ``support`` = the annotated support tokens S. Coarse DSA: ``support`` = the
+    whole SciQ segment (:func:`dsa_coarse`). Lies in [−1, 1]: +1 when all mass is on the
+    support, −1 when all of it is on the narrative.
+
+    Args:
+        scores: One score per context token, ``[ctx]``.
+        support: Positions of the support (mask ``[ctx]`` or index tensor).
+        narrative: Positions of the narrative segment (mask ``[ctx]`` or index tensor).
+
+    Raises:
+        ValueError: Non-finite scores, positions out of range, or overlapping sets.
+    """
+    check_scores(scores, scores.numel())
+    ctx = int(scores.numel())
+    s = as_mask(support, ctx, name="support").to(scores.device)
+    n = as_mask(narrative, ctx, name="narrative").to(scores.device)
+    if bool((s & n).any()):
+        raise ValueError("support and narrative positions overlap; they are disjoint segments")
+    a = normalize_attribution(scores)
+    return float(a[s].sum() - a[n].sum())
+
+
+@typechecked
+def dsa_coarse(scores: Float[Tensor, " ctx"], *, sciq: Positions, narrative: Positions) -> float:
+    """Coarse DSA: mass on the whole SciQ segment − mass on the narrative (see :func:`dsa`)."""
+    return dsa(scores, support=sciq, narrative=narrative)
+
+
+@typechecked
+def topk_f1(scores: Float[Tensor, " ctx"], *, support: Positions) -> float:
+    """F1 between the top-k tokens by score and the support set S, with k = |S|.
+
+    Tokens are ranked by the raw scores, descending; ties go to the earlier position. With
+    k = |S| precision and recall coincide, so F1 = |top-k ∩ S| / |S| ∈ [0, 1].
+
+    Raises:
+        ValueError: Non-finite scores, positions out of range, or an empty support.
+    """
+    check_scores(scores, scores.numel())
+    s = as_mask(support, int(scores.numel()), name="support").to(scores.device)
+    k = int(s.sum())
+    if k == 0:
+        raise ValueError("support is empty: top-k F1 is undefined")
+    hits = int(s[ranking(scores)[:k]].sum())
+    precision = recall = hits / k
+    return 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)

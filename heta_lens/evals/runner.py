@@ -1,0 +1,213 @@
+"""The resumable eval runner: instances × targets × methods → JSONL rows, then a summary.
+
+Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun with the same
+``--out`` skips every row already there, so a killed run (even ``kill -9``) resumes and ends
+with the same table. ``run.json`` records the settings; resuming under different settings is
+refused (the numbers would mix). ``workers > 1`` runs shards of the (instance, target) work in
+spawned processes that each load the model, write their own ``rows-<k>.jsonl`` and share the
+machine's threads; the parent follows their progress by counting written rows.
+"""
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from heta_lens.evals.datasets import EvalInstance
+from heta_lens.evals.evaluate import RANDOM, evaluate_target
+from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
+from heta_lens.registry import get_method
+
+ModelLoader = Callable[[], nn.Module]
+"""A picklable zero-argument callable returning the model (each worker calls it once)."""
+
+WorkItem = tuple[EvalInstance, int]
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """Validate method names against the registry (before anything is written).
+
+    Raises:
+        ValueError: No method, a duplicate, the reserved name ``random``, or an unknown name
+            (the message lists the registered ones).
+    """
+    if not methods:
+        raise ValueError("no method given: pass --methods a,b,c (see `heta-lens eval --help`)")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"duplicate method in {list(methods)}")
+    if RANDOM in methods:
+        raise ValueError("'random' is always evaluated as the baseline; do not list it")
+    for name in methods:
+        get_method(name)
+    return list(methods)
+
+
+def _check_run_file(out: Path, settings: EvalSettings) -> None:
+    path = out / "run.json"
+    wanted = settings.to_dict()
+    if path.exists():
+        stored = json.loads(path.read_text())
+        stored_settings = stored.get("settings", {})
+        diff = sorted(
+            k for k in set(wanted) | set(stored_settings) if wanted.get(k) != stored_settings.get(k)
+        )
+        if diff:
+            raise ValueError(
+                f"{out} holds a run with different settings ({', '.join(diff)}); "
+                "resume with the same options or choose another --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": wanted}, indent=2))
+    tmp.replace(path)
+
+
+def pending_items(
+    instances: Sequence[EvalInstance], methods: Sequence[str], done: set[str]
+) -> list[WorkItem]:
+    """(instance, target) pairs with at least one row (method or random) still missing."""
+    names = [*methods, RANDOM]
+    return [
+        (instance, target)
+        for instance in instances
+        for target in instance.targets
+        if any(row_key(instance.uid, target, m) not in done for m in names)
+    ]
+
+
+def run_eval(
+    load_model: ModelLoader,
+    instances: Sequence[EvalInstance],
+    *,
+    methods: Sequence[str],
+    settings: EvalSettings,
+    out: Path,
+    workers: int = 1,
+    model: nn.Module | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate ``methods`` on every target of ``instances``, resuming from ``out``.
+
+    Args:
+        load_model: Returns the model (called once per worker; not called when ``model`` is
+            given and ``workers == 1``).
+        instances: Dataset instances (from :mod:`heta_lens.evals.datasets`).
+        methods: Registered method names; the random baseline is added.
+        settings: Settings of the run, stored in ``out/run.json``.
+        out: Output directory (created).
+        workers: Processes (each loads its own model copy).
+        model: An already-loaded model to use in-process.
+        progress: Show a tqdm bar (with ETA) over (instance, target) pairs.
+
+    Returns:
+        Every row in ``out`` (including rows of earlier runs).
+
+    Raises:
+        ValueError: Bad methods, ``workers < 1``, or ``out`` holds a run with other settings.
+    """
+    methods = check_methods(methods)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}")
+    _check_run_file(out, settings)
+    todo = pending_items(instances, methods, done_keys(out))
+    total = sum(len(i.targets) for i in instances)
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        desc=f"eval {settings.dataset}",
+        unit="target",
+        disable=not progress,
+    )
+    try:
+        if workers == 1 or len(todo) <= 1:
+            _run_shard(
+                model or load_model(),
+                todo,
+                methods,
+                settings,
+                out / "rows.jsonl",
+                on_item=lambda: bar.update(1),
+            )
+        else:
+            _run_parallel(load_model, todo, methods, settings, out, workers, bar)
+    finally:
+        bar.close()
+    return read_rows(out)
+
+
+def _run_shard(
+    model: nn.Module,
+    items: Sequence[WorkItem],
+    methods: Sequence[str],
+    settings: EvalSettings,
+    path: Path,
+    on_item: Callable[[], object] = lambda: None,
+) -> None:
+    done = done_keys(path.parent)
+    with RowWriter(path) as writer:
+        for instance, target in items:
+            for row in evaluate_target(
+                model, instance, target, methods=methods, settings=settings, skip=done
+            ):
+                writer.write(row)
+            on_item()
+
+
+def _worker(
+    load_model: ModelLoader,
+    items: Sequence[WorkItem],
+    methods: Sequence[str],
+    settings: EvalSettings,
+    path: Path,
+    threads: int,
+) -> int:
+    torch.set_num_threads(threads)  # a worker process of our own: its thread pool is ours
+    _run_shard(load_model(), items, methods, settings, path)
+    return len(items)
+
+
+def _run_parallel(
+    load_model: ModelLoader,
+    todo: Sequence[WorkItem],
+    methods: Sequence[str],
+    settings: EvalSettings,
+    out: Path,
+    workers: int,
+    bar: Any,
+) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    shards = [list(todo[k::workers]) for k in range(workers)]
+    names = [*methods, RANDOM]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures: list[Future[int]] = [
+            pool.submit(
+                _worker, load_model, shard, methods, settings, out / f"rows-{k}.jsonl", threads
+            )
+            for k, shard in enumerate(shards)
+            if shard
+        ]
+        reported = 0
+        while not all(f.done() for f in futures):
+            time.sleep(1.0)
+            finished = _finished_items(out, todo, names)
+            bar.update(finished - reported)
+            reported = finished
+        for future in futures:
+            future.result()  # re-raise a worker's error here
+        bar.update(_finished_items(out, todo, names) - reported)
+
+
+def _finished_items(out: Path, todo: Sequence[WorkItem], names: Sequence[str]) -> int:
+    done = done_keys(out)
+    return sum(all(row_key(i.uid, t, m) in done for m in names) for i, t in todo)

@@ -1,0 +1,88 @@
+"""``EvalSettings``: everything that fixes the numbers of an eval run (saved with the run)."""
+
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from heta_lens.config import HetaConfig
+from heta_lens.presets import preset
+
+METRIC_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
+"""``soft``: Soft-NS/NC (ReAGent recipe); ``hard``: ``hard_topk_kl`` (official HETA code's
+top-k masking KL); ``aopc``: deletion/insertion curves; ``alignment``: DSA and F1 (only for
+instances with a ``support`` region, i.e. the curated set)."""
+
+CURVATURE_FIELDS: tuple[str, ...] = (
+    "n_probes",
+    "curvature_estimator",
+    "lowrank_rank",
+    "lowrank_scope",
+    "layer_k",
+    "window",
+    "window_overlap",
+    "window_view",
+)
+"""The fields a ``--heta-preset`` carries over onto every HETA-family method's config."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings:
+    """The settings of one eval run. Changing any of these changes the numbers.
+
+    Attributes:
+        dataset: Dataset name (``longra``, ``tellmewhy``, ``wikitext``, ``curated``).
+        model: Model name or path as given to :func:`heta_lens.load_model`.
+        n_draws: Mask draws per Soft-NS/NC score (ReAGent uses 1).
+        seed: Base seed; each row's generator is seeded from (seed, uid, target, method).
+        metrics: Metric groups to compute (:data:`METRIC_GROUPS`).
+        heta_preset: Preset whose curvature/window fields replace those of every HETA-family
+            method (``None``: registry defaults, i.e. exact eq. 3 with 8 probes).
+        heta_overrides: Further ``HetaConfig`` field overrides for the HETA family.
+        aopc_fractions: Deletion/insertion steps (fractions of the context).
+        hard_fractions: Top-k fractions of ``hard_topk_kl``.
+        mask: How a token is removed by the perturbation metrics (``mask_rows`` scheme).
+    """
+
+    dataset: str
+    model: str
+    n_draws: int = 4
+    seed: int = 0
+    metrics: tuple[str, ...] = METRIC_GROUPS
+    heta_preset: str | None = None
+    heta_overrides: tuple[tuple[str, Any], ...] = ()
+    aopc_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    hard_fractions: tuple[float, ...] = (0.1, 0.2, 0.3)
+    mask: str = "zero"
+
+    def __post_init__(self) -> None:
+        if self.n_draws < 1:
+            raise ValueError(f"n_draws must be >= 1; got {self.n_draws}")
+        unknown = [m for m in self.metrics if m not in METRIC_GROUPS]
+        if unknown:
+            valid = ", ".join(METRIC_GROUPS)
+            raise ValueError(f"unknown metric group(s) {unknown}; valid: {valid}")
+        if self.heta_preset is not None:
+            preset(self.heta_preset)  # raises on an unknown name
+        bad = [k for k, _ in self.heta_overrides if k not in HetaConfig.__dataclass_fields__]
+        if bad:
+            raise ValueError(f"unknown HetaConfig field(s) in heta overrides: {bad}")
+
+    def heta_config(self, base: HetaConfig) -> HetaConfig:
+        """``base`` (a registered HETA-family default) with the run's preset and overrides."""
+        changes: dict[str, Any] = {}
+        if self.heta_preset is not None:
+            chosen = preset(self.heta_preset)
+            changes = {name: getattr(chosen, name) for name in CURVATURE_FIELDS}
+        changes.update(dict(self.heta_overrides))
+        return replace(base, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["heta_overrides"] = dict(self.heta_overrides)
+        return out
+
+
+def row_seed(seed: int, uid: str, target: int, method: str) -> int:
+    """A stable 63-bit seed for one row (independent of run order and process)."""
+    digest = hashlib.sha256(f"{seed}|{uid}|{target}|{method}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

@@ -1,0 +1,149 @@
+"""Summary tables of an eval run: means with 95% bootstrap intervals, markdown and CSV.
+
+Unit of resampling: the instance. A sequence-level prompt contributes several targets, which
+are not independent, so each metric is first averaged over an instance's targets and the
+bootstrap resamples instances (a cluster bootstrap). Soft-NS/NC are reported as ReAGent does,
+ln(mean over instances of metric(method) / mean of metric(random)), with a paired bootstrap
+interval (the same resampled instances in numerator and denominator); 0 means no better than
+the random attribution.
+"""
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from heta_lens.evals.evaluate import RANDOM
+from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
+
+LOG_RATIO_METRICS: tuple[str, ...] = ("soft_ns", "soft_nc")
+MEAN_METRICS: tuple[str, ...] = (
+    "hard_nc",
+    "hard_ns",
+    "aopc_deletion",
+    "aopc_insertion",
+    "dsa",
+    "dsa_coarse",
+    "f1",
+)
+HEADERS: dict[str, str] = {
+    "soft_ns": "Soft-NS ln-ratio",
+    "soft_nc": "Soft-NC ln-ratio",
+    "hard_nc": "hard-top-k NC (KL)",
+    "hard_ns": "hard-top-k NS (−KL)",
+    "aopc_deletion": "AOPC deletion",
+    "aopc_insertion": "AOPC insertion",
+    "dsa": "DSA",
+    "dsa_coarse": "DSA coarse",
+    "f1": "F1",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodSummary:
+    """One method's line: instance/target counts, metric intervals and seconds per target."""
+
+    method: str
+    n_instances: int
+    n_targets: int
+    values: dict[str, Interval]
+    raw_soft: dict[str, float]
+    seconds: float
+    seconds_shared: bool
+
+
+def _per_instance(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """method → uid → metric → mean over that instance's targets."""
+    sums: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        for metric, value in row["metrics"].items():
+            if value is not None and not math.isnan(value):
+                sums[(row["method"], row["uid"], metric)].append(value)
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (method, uid, metric), values in sums.items():
+        out[method][uid][metric] = sum(values) / len(values)
+    return out
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], *, n_resamples: int = 2000, seed: int = 0
+) -> list[MethodSummary]:
+    """One :class:`MethodSummary` per method found in ``rows`` (random baseline last)."""
+    table = _per_instance(rows)
+    random = table.get(RANDOM, {})
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != RANDOM]
+    out = []
+    for method in [*methods, RANDOM] if random else methods:
+        per_uid = table.get(method, {})
+        mine = [r for r in rows if r["method"] == method]
+        values: dict[str, Interval] = {}
+        raw: dict[str, float] = {}
+        for metric in LOG_RATIO_METRICS:
+            uids = [u for u in per_uid if metric in per_uid[u] and metric in random.get(u, {})]
+            if uids:
+                a = [per_uid[u][metric] for u in uids]
+                b = [random[u][metric] for u in uids]
+                values[metric] = bootstrap_log_ratio(a, b, n_resamples=n_resamples, seed=seed)
+                raw[metric] = sum(a) / len(a)
+        for metric in MEAN_METRICS:
+            column = [per_uid[u][metric] for u in per_uid if metric in per_uid[u]]
+            if column:
+                values[metric] = bootstrap_ci(column, n_resamples=n_resamples, seed=seed)
+        out.append(
+            MethodSummary(
+                method=method,
+                n_instances=len(per_uid),
+                n_targets=len(mine),
+                values=values,
+                raw_soft=raw,
+                seconds=sum(r["seconds"] for r in mine) / max(1, len(mine)),
+                seconds_shared=any(r.get("seconds_shared") for r in mine),
+            )
+        )
+    return out
+
+
+def _cell(interval: Interval | None) -> str:
+    if interval is None:
+        return ""
+    return f"{interval.mean:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+
+def markdown_table(summaries: Sequence[MethodSummary]) -> str:
+    """A markdown table: one line per method, ``mean [low, high]`` per metric."""
+    metrics = [
+        m for m in (*LOG_RATIO_METRICS, *MEAN_METRICS) if any(m in s.values for s in summaries)
+    ]
+    header = ["method", "targets", *(HEADERS[m] for m in metrics), "s/target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summaries:
+        seconds = f"{s.seconds:.2f}{'†' if s.seconds_shared else ''}"
+        cells = [s.method, str(s.n_targets), *(_cell(s.values.get(m)) for m in metrics), seconds]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(s.seconds_shared for s in summaries):
+        lines.append("")
+        lines.append(
+            "† one shared run computes every HETA-family method of a target "
+            "(components reused); the time is that run's."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(summaries: Sequence[MethodSummary]) -> str:
+    """Long-format CSV: method, metric, mean, low, high, n (plus raw Soft means)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "metric", "mean", "low", "high", "n"])
+    for s in summaries:
+        for metric, interval in s.values.items():
+            name = f"{metric}_log_ratio" if metric in LOG_RATIO_METRICS else metric
+            writer.writerow(
+                [s.method, name, interval.mean, interval.low, interval.high, interval.n]
+            )
+        for metric, value in s.raw_soft.items():
+            writer.writerow([s.method, f"{metric}_mean", value, "", "", s.n_instances])
+        writer.writerow([s.method, "seconds_per_target", s.seconds, "", "", s.n_targets])
+    return buffer.getvalue()
