@@ -20,6 +20,9 @@ from heta_lens.registry import (
 )
 from heta_lens.result import AttributionResult, HetaResult
 
+# Registers the baselines (saliency, integrated gradients, occlusion, ReAGent, ...) next to HETA.
+from heta_lens.evals import baselines as _baselines  # noqa: E402, F401  isort: skip
+
 __all__ = [
     "ABLATIONS",
     "PRESETS",

@@ -27,12 +27,14 @@ class AttributionMethod(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class MethodSpec:
-    """A registered method: its function, default config and one-line description."""
+    """A registered method: its function, default config, one-line description, and whether
+    its scores can be negative (``signed``; evals clamp negatives to 0 before normalising)."""
 
     name: str
     fn: AttributionMethod
     default_config: Any
     description: str
+    signed: bool = False
 
     def __call__(
         self,
@@ -52,7 +54,12 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, fn: AttributionMethod, *, default_config: Any = None, description: str = ""
+    name: str,
+    fn: AttributionMethod,
+    *,
+    default_config: Any = None,
+    description: str = "",
+    signed: bool = False,
 ) -> MethodSpec:
     """Add a method to the registry.
 
@@ -61,7 +68,9 @@ def register_method(
     """
     if name in _REGISTRY:
         raise ValueError(f"method {name!r} is already registered")
-    spec = MethodSpec(name=name, fn=fn, default_config=default_config, description=description)
+    spec = MethodSpec(
+        name=name, fn=fn, default_config=default_config, description=description, signed=signed
+    )
     _REGISTRY[name] = spec
     return spec
 

@@ -180,8 +180,8 @@ def metric_values(
         )
         metrics.update(aopc_deletion=aopc.deletion_aopc, aopc_insertion=aopc.insertion_aopc)
         curves.update(
-            deletion=[float(x) for x in aopc.deletion],
-            insertion=[float(x) for x in aopc.insertion],
+            deletion=[float(x) for x in aopc.p_deletion],
+            insertion=[float(x) for x in aopc.p_insertion],
         )
     if "alignment" in settings.metrics and "support" in instance.regions:
         support = _region_mask(instance, "support", target)

@@ -53,7 +53,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 def _check_run_file(out: Path, settings: EvalSettings) -> None:
     path = out / "run.json"
-    wanted = settings.to_dict()
+    wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
         stored = json.loads(path.read_text())
         stored_settings = stored.get("settings", {})

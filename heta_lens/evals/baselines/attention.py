@@ -116,14 +116,19 @@ def attention_rollout(
 
     Raises:
         TypeError, ValueError: Bad model, tokens or target (see :func:`run_baseline`).
+
+    Examples:
+        >>> import torch
+        >>> from heta_lens.testing import tiny_bridge
+        >>> result = attention_rollout(tiny_bridge(), torch.tensor([1, 5, 7, 3]), target=3)
+        >>> result.scores.shape, round(float(result.scores.sum()), 6)
+        (torch.Size([3]), 1.0)
     """
     cfg = config or AttentionRolloutConfig()
 
     def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
         pattern = adapter.capture_attention(req.prefix).pattern
-        rollout = rollout_matrix(
-            pattern, residual=cfg.residual, head_reduction=cfg.head_reduction
-        )
+        rollout = rollout_matrix(pattern, residual=cfg.residual, head_reduction=cfg.head_reduction)
         return rollout[-1]
 
     return run_baseline(model, tokens, target=target, method="attention_rollout", score_fn=score)
@@ -148,9 +153,7 @@ def last_layer_attention(
         last = adapter.capture_attention(req.prefix).pattern[-1]
         return reduce_heads(last, head_reduction=cfg.head_reduction)[-1]
 
-    return run_baseline(
-        model, tokens, target=target, method="last_layer_attention", score_fn=score
-    )
+    return run_baseline(model, tokens, target=target, method="last_layer_attention", score_fn=score)
 
 
 METHODS: tuple[BaselineEntry, ...] = (

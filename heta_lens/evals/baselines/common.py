@@ -20,13 +20,15 @@ class BaselineEntry:
 
     ``fn`` has the registry signature ``fn(model, tokens, *, target, config) ->
     AttributionResult``; ``default_config`` is a frozen dataclass (serialised with
-    ``dataclasses.asdict`` by the eval runner) or ``None``.
+    ``dataclasses.asdict`` by the eval runner) or ``None``; ``signed``: scores can be
+    negative.
     """
 
     name: str
     fn: Callable[..., AttributionResult]
     default_config: Any
     description: str
+    signed: bool = False
 
 
 ScoreFn = Callable[[ModelAdapter, Prepared], Float[Tensor, " ctx"]]

@@ -35,9 +35,7 @@ class Encoded:
         e.g. BOS, never overlap). Byte-level BPE tokens carry their leading space, so the token
         ``" word"`` overlaps the span of ``word``.
         """
-        return tuple(
-            i for i, (a, b) in enumerate(self.offsets) if a < b and a < end and start < b
-        )
+        return tuple(i for i, (a, b) in enumerate(self.offsets) if a < b and a < end and start < b)
 
     def overlapping_any(self, spans: Sequence[tuple[int, int]]) -> tuple[int, ...]:
         """Sorted positions of the tokens overlapping any of ``spans``."""

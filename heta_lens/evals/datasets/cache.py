@@ -25,16 +25,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _weights_digest(model: nn.Module, *, n_values: int = 64) -> str:
-    named = list(model.named_parameters())
+def _weights_digest(model: nn.Module, *, n_values: int = 16) -> str:
     digest = hashlib.sha256()
-    for name, param in (named[0], named[-1]) if named else ():
+    for name, param in model.named_parameters():
         flat = param.detach().reshape(-1)
         step = max(1, flat.numel() // n_values)
         sample = flat[::step][:n_values].to(device="cpu", dtype=torch.float64)
         digest.update(name.encode())
+        digest.update(str(tuple(param.shape)).encode())
         digest.update(sample.numpy().tobytes())
-    digest.update(str(sum(p.numel() for _, p in named)).encode())
     return digest.hexdigest()
 
 
@@ -56,9 +55,9 @@ def model_fingerprint(model: nn.Module) -> str:
 
     Hashes the model class, TransformerLens config name and sizes (``d_vocab``, ``n_layers``,
     ``d_model``, ``n_ctx``), parameter dtype, the tokenizer's class, size, BOS id and full
-    vocabulary, and 64 evenly strided values of the first and last parameter tensors plus the
-    total parameter count. Equal fingerprints mean "same tokenizer and (almost surely) same
-    weights"; it is not a cryptographic identity of every weight.
+    vocabulary, and each parameter tensor's name, shape and 16 evenly strided values. Equal
+    fingerprints mean "same tokenizer and (almost surely) same weights"; it is not a
+    cryptographic identity of every weight.
     """
     adapter = ModelAdapter(model)
     cfg = adapter.model.cfg

@@ -19,7 +19,7 @@ from heta_lens._typing import typechecked
 from heta_lens.evals.metrics._common import check_scores, ranking
 from heta_lens.evals.metrics.soft import normalize_attribution
 
-Positions = Bool[Tensor, " ctx"] | Int[Tensor, " n_marked"]
+Positions = Bool[Tensor, " ctx"] | Int[Tensor, " _marked"]
 """A set of context positions: a boolean mask over the context or a 1-D tensor of indices."""
 
 
@@ -55,6 +55,11 @@ def dsa(scores: Float[Tensor, " ctx"], *, support: Positions, narrative: Positio
 
     Raises:
         ValueError: Non-finite scores, positions out of range, or overlapping sets.
+
+    Examples:
+        >>> dsa(torch.tensor([1.0, 0.0, 3.0, -2.0]), support=torch.tensor([2]),
+        ...     narrative=torch.tensor([True, True, False, False]))
+        0.5
     """
     check_scores(scores, scores.numel())
     ctx = int(scores.numel())
@@ -81,6 +86,10 @@ def topk_f1(scores: Float[Tensor, " ctx"], *, support: Positions) -> float:
 
     Raises:
         ValueError: Non-finite scores, positions out of range, or an empty support.
+
+    Examples:
+        >>> topk_f1(torch.tensor([0.9, 0.1, 0.5, 0.5]), support=torch.tensor([0, 3]))
+        0.5
     """
     check_scores(scores, scores.numel())
     s = as_mask(support, int(scores.numel()), name="support").to(scores.device)

@@ -129,6 +129,14 @@ def aopc_curves(
 
     Raises:
         ValueError: Bad tokens/target/scores/fractions or unknown mask scheme.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> scores = torch.tensor([0.1, 0.5, 0.2, 0.2], dtype=torch.float64)
+        >>> curves = aopc_curves(tiny_bridge(), torch.tensor([1, 5, 7, 3, 9]), target=4,
+        ...                      scores=scores, fractions=(0.25, 0.5, 1.0))
+        >>> curves.k, len(curves.p_deletion)
+        ((1, 2, 4), 3)
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)

@@ -98,6 +98,14 @@ def hard_topk_kl(
 
     Raises:
         ValueError: Bad tokens/target/scores/fractions or unknown mask scheme.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> scores = torch.tensor([0.1, 0.5, 0.2, 0.2], dtype=torch.float64)
+        >>> res = hard_topk_kl(tiny_bridge(), torch.tensor([1, 5, 7, 3, 9]), target=4,
+        ...                    scores=scores)
+        >>> res.k, res.ns <= 0.0 <= res.nc
+        ((1, 1, 2), True)
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)

@@ -32,7 +32,7 @@ from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import batch_log_probs, validated
 from heta_lens.hooks import preserved_model_state
 
-Values = Tensor | np.ndarray | Sequence[float]
+Values = Tensor | np.ndarray | Sequence[float | int]
 """Per-instance metric values: a 1-D tensor, array or sequence of floats."""
 
 DEFAULT_N_DRAWS = 4
@@ -49,6 +49,10 @@ def normalize_attribution(scores: Float[Tensor, " ctx"]) -> Float[Tensor, " ctx"
 
     Raises:
         ValueError: Empty or non-finite scores.
+
+    Examples:
+        >>> normalize_attribution(torch.tensor([2.0, -1.0, 6.0]))
+        tensor([0.2500, 0.0000, 0.7500])
     """
     if scores.numel() == 0:
         raise ValueError("scores are empty")
@@ -69,6 +73,10 @@ def hellinger_distance(
 
     ReAGent's form of the Hellinger distance: no outer square root, so D lies in [0, √2]
     (0 for p = q, √2 for disjoint supports); it equals √2 · H²(p, q) for the textbook H.
+
+    Examples:
+        >>> hellinger_distance(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
+        tensor(1.4142)
     """
     return (p.sqrt() - q.sqrt()).square().sum(-1) / math.sqrt(2.0)
 
@@ -178,6 +186,15 @@ def soft_scores(
 
     Raises:
         ValueError: Bad tokens/target/scores, or ``n_draws < 1``.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> scores = torch.tensor([0.1, 0.5, 0.2, 0.2], dtype=torch.float64)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> res = soft_scores(tiny_bridge(), torch.tensor([1, 5, 7, 3, 9]), target=4,
+        ...                   scores=scores, generator=gen)
+        >>> res.n_draws, 0.0 <= res.soft_ns <= 1.0, res.soft_nc >= 0.0
+        (4, True, True)
     """
     if n_draws < 1:
         raise ValueError(f"n_draws must be >= 1; got {n_draws}")
@@ -195,7 +212,7 @@ def soft_scores(
         keep_s = (u[:, 0] < a[:, None]).to(x.dtype)
         keep_c = (u[:, 1] < (1.0 - a)[:, None]).to(x.dtype)
         rows = torch.cat([x[None], torch.zeros_like(x)[None], x * keep_s, x * keep_c])
-        probs = batch_log_probs(adapter, req, rows).exp()
+        probs = batch_log_probs(adapter, req, rows).to(torch.float64).exp()
     dist = hellinger_distance(probs[1:], probs[0].expand(probs.shape[0] - 1, -1)).tolist()
     s0 = 1.0 - dist[0]
     soft_s_draws = tuple(1.0 - d for d in dist[1 : 1 + n_draws])

@@ -83,6 +83,10 @@ def bootstrap_ci(
 
     Raises:
         ValueError: Infinite values, input that is not 1-D, or bad options.
+
+    Examples:
+        >>> bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+        Interval(mean=2.5, low=1.5, high=3.5, n=4, n_dropped=0, confidence=0.95, n_resamples=2000)
     """
     _check_options(n_resamples, confidence)
     arr = as_array(values)

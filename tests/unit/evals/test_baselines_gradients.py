@@ -1,3 +1,5 @@
+import typing
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,8 @@ from heta_lens.evals.baselines import gradients as G
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
 from tests.conftest import oracle_tolerance
-from tests.unit.evals.test_baselines_attention import assert_untouched, snapshot
+from tests.unit.test_model_state import _assert_same as assert_untouched
+from tests.unit.test_model_state import _snapshot as snapshot
 
 TARGET = 5
 
@@ -41,7 +44,7 @@ def captum_ig(model, tokens, cfg, target=TARGET):
         base = base.expand_as(x)
     ig = IntegratedGradients(captum_forward(adapter, req))
     out = ig.attribute(
-        x.clone(),
+        x.clone().requires_grad_(True),
         baselines=base,
         n_steps=cfg.n_steps,
         method=cfg.method,
@@ -52,7 +55,9 @@ def captum_ig(model, tokens, cfg, target=TARGET):
 
 def test_saliency_matches_captum(model, tokens):
     adapter, req = request(model, tokens)
-    expected = Saliency(captum_forward(adapter, req)).attribute(embeddings(model, req).clone())
+    expected = Saliency(captum_forward(adapter, req)).attribute(
+        embeddings(model, req).clone().requires_grad_(True)
+    )
     torch.testing.assert_close(
         G.saliency_dims(adapter, req), expected[0], **oracle_tolerance(model)
     )
@@ -61,7 +66,7 @@ def test_saliency_matches_captum(model, tokens):
 def test_input_x_gradient_matches_captum(model, tokens):
     adapter, req = request(model, tokens)
     ixg = InputXGradient(captum_forward(adapter, req))
-    expected = ixg.attribute(embeddings(model, req).clone())
+    expected = ixg.attribute(embeddings(model, req).clone().requires_grad_(True))
     got = G.input_x_gradient_dims(adapter, req)
     torch.testing.assert_close(got, expected[0], **oracle_tolerance(model))
 
@@ -89,22 +94,18 @@ def test_scores_aggregate_captum_attributions_over_d_model(model, tokens, aggreg
         return attr[0].norm(dim=-1) if aggregate == "l2" else attr[0].sum(dim=-1)
 
     sal = G.saliency(model, tokens, target=TARGET, config=G.SaliencyConfig(aggregate=aggregate))
-    torch.testing.assert_close(sal.scores, reduce(Saliency(forward).attribute(x.clone())), **tol)
+    torch.testing.assert_close(
+        sal.scores, reduce(Saliency(forward).attribute(x.clone().requires_grad_(True))), **tol
+    )
     ixg = G.input_x_gradient(
         model, tokens, target=TARGET, config=G.InputXGradientConfig(aggregate=aggregate)
     )
     torch.testing.assert_close(
-        ixg.scores, reduce(InputXGradient(forward).attribute(x.clone())), **tol
+        ixg.scores, reduce(InputXGradient(forward).attribute(x.clone().requires_grad_(True))), **tol
     )
     cfg = G.IntegratedGradientsConfig(n_steps=8, aggregate=aggregate)
     ig = G.integrated_gradients(model, tokens, target=TARGET, config=cfg)
-    torch.testing.assert_close(
-        ig.scores,
-        captum_ig(model, tokens, cfg)[None].norm(dim=-1)[0]
-        if aggregate == "l2"
-        else captum_ig(model, tokens, cfg).sum(-1),
-        **tol,
-    )
+    torch.testing.assert_close(ig.scores, reduce(captum_ig(model, tokens, cfg)[None]), **tol)
 
 
 def test_aggregation_definitions_from_the_raw_gradient(model, tokens):
@@ -129,19 +130,24 @@ def test_aggregation_definitions_from_the_raw_gradient(model, tokens):
 
 
 def test_ig_completeness_with_exact_quadrature(model, tokens):
-    """Σ IG = f(E) − f(E') for the pure helper with float64 Gauss–Legendre weights."""
+    """Σ IG = f(E) − f(E') for the pure helper with float64 Gauss–Legendre weights.
+
+    512 nodes: on RMSNorm models the zero baseline makes f steep near α = 0 (RMSNorm of α·x
+    varies on the scale α ~ √eps / rms(x)), so 48 nodes leave a 1e-3 (gqa) to 0.4 (bridge)
+    relative gap there; 512 bring it to ≤ 1e-8.
+    """
     adapter, req = request(model, tokens)
     f = captum_forward(adapter, req)
     x = embeddings(model, req)[0]
     for base in (torch.zeros_like(x), adapter.mean_embedding().expand_as(x)):
-        nodes, weights = np.polynomial.legendre.leggauss(48)
+        nodes, weights = np.polynomial.legendre.leggauss(512)
         attr = G.path_integrated_gradients(
             f,
             x,
             base,
             step_sizes=torch.tensor(0.5 * weights),
             alphas=torch.tensor(0.5 * (1 + nodes)),
-            internal_batch_size=16,
+            internal_batch_size=128,
         )
         with torch.no_grad():
             delta = f(x[None]) - f(base[None])
@@ -149,8 +155,8 @@ def test_ig_completeness_with_exact_quadrature(model, tokens):
 
 
 def test_ig_method_completeness_with_captum_tables(model, tokens):
-    """Through the public method: its float32-rounded weights (Captum's) sum to 1 within
-    64·2⁻²⁴ ≈ 4e-6 relative at worst; the measured completeness gap must sit below that."""
+    """Through the public method (Captum's tables): its step weights are rounded to float32
+    (≤ 2⁻²⁴ ≈ 6e-8 relative each), so Σ IG = f(E) − f(E') to ~1e-7 relative, not 1e-10."""
     adapter, req = request(model, tokens)
     cfg = G.IntegratedGradientsConfig(n_steps=64, aggregate="sum", baseline="mean")
     scores = G.integrated_gradients(model, tokens, target=TARGET, config=cfg).scores
@@ -158,19 +164,13 @@ def test_ig_method_completeness_with_captum_tables(model, tokens):
     x = embeddings(model, req)
     with torch.no_grad():
         delta = float(f(x) - f(adapter.mean_embedding().expand_as(x)))
-    assert abs(float(scores.sum()) - delta) <= 64 * 2**-24 * abs(delta) + 1e-8
+    assert abs(float(scores.sum()) - delta) <= 1e-6 * abs(delta)
 
 
 def test_quadrature_reproduces_captum_tables():
     from captum.attr._utils.approximation_methods import approximation_parameters
 
-    for method in [
-        "gausslegendre",
-        "riemann_left",
-        "riemann_right",
-        "riemann_middle",
-        "riemann_trapezoid",
-    ]:
+    for method in typing.get_args(G.IGMethod):
         for n in (2, 7, 32):
             steps_fn, alphas_fn = approximation_parameters(method)
             steps, alphas = G.quadrature(n, method)
@@ -268,9 +268,9 @@ def test_bad_ig_config_rejected(kwargs):
 
 def test_bad_aggregate_rejected():
     with pytest.raises(ValueError, match="aggregate"):
-        G.SaliencyConfig(aggregate="l1")  # type: ignore[arg-type]
+        G.SaliencyConfig(aggregate=typing.cast(G.Aggregate, "l1"))
     with pytest.raises(ValueError, match="aggregate"):
-        G.InputXGradientConfig(aggregate="mean")  # type: ignore[arg-type]
+        G.InputXGradientConfig(aggregate=typing.cast(G.Aggregate, "mean"))
 
 
 def test_methods_table():

@@ -98,7 +98,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert rows_file.read_text().count("\n") == len(clean)
     assert _comparable(again) == _comparable(clean)
     a, b = summarize(clean), summarize(resumed)
-    assert [(s.method, s.values) for s in a] == [(s.method, s.values) for s in b]
+    assert [repr((s.method, s.values)) for s in a] == [repr((s.method, s.values)) for s in b]
 
 
 def test_workers_give_the_same_rows(tmp_path):
