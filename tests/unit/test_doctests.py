@@ -13,6 +13,8 @@ MODULES = [
     "heta_lens.attribute",
     "heta_lens.windows",
     "heta_lens.viz",
+    "heta_lens.evals.baselines.gradients",
+    "heta_lens.evals.baselines.attention",
 ]
 
 
