@@ -181,9 +181,7 @@ def result_from_components(
             else torch.ones_like(parts.gate)
         ),
         curvature_term=_normalized(parts.curvature if config.use_curvature else None, config),
-        information_term=_normalized(
-            parts.information if config.use_information else None, config
-        ),
+        information_term=_normalized(parts.information if config.use_information else None, config),
     )
     kept = Components(
         gate=parts.gate,
