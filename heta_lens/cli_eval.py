@@ -67,6 +67,11 @@ def add_eval_parser(sub: Any) -> None:
         "8 probes: Spearman 0.989 with full eq. 3 in benchmarks/RESULTS.md; 'full' is eq. 3)",
     )
     ev.add_argument("--n-probes", type=int, default=None, help="Hutchinson probes (HETA family)")
+    ev.add_argument(
+        "--mask",
+        default="zero",
+        help="how hard-top-k and AOPC remove a token: zero | mean | token:<id> (default zero)",
+    )
     ev.add_argument("--workers", type=int, default=1, help="processes (each loads the model)")
     ev.add_argument("--threads", type=int, default=None, help="torch threads (1 worker)")
 
@@ -102,6 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         heta_preset=args.heta_preset,
         heta_overrides=overrides,
+        mask=args.mask,
     )
     if args.threads is not None:
         torch.set_num_threads(args.threads)

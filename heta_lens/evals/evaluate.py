@@ -7,6 +7,7 @@ attribution) comes from a generator seeded by (run seed, uid, target, method), s
 numbers do not depend on what ran before it: a resumed run reproduces an uninterrupted one.
 """
 
+import math
 import time
 from collections.abc import Container, Iterator, Sequence
 from typing import Any
@@ -123,7 +124,7 @@ def make_row(
         "method": result.method,
         "ctx": result.target,
         "target_token": result.target_token,
-        "target_log_prob": result.target_log_prob,
+        "target_log_prob": None if math.isnan(result.target_log_prob) else result.target_log_prob,
         "seconds": seconds,
         "seconds_shared": shared,
         "scores": [float(x) for x in result.scores],

@@ -1,6 +1,7 @@
 """``EvalSettings``: everything that fixes the numbers of an eval run (saved with the run)."""
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -61,6 +62,8 @@ class EvalSettings:
         if unknown:
             valid = ", ".join(METRIC_GROUPS)
             raise ValueError(f"unknown metric group(s) {unknown}; valid: {valid}")
+        if self.mask not in ("zero", "mean") and not re.fullmatch(r"token:\d+", self.mask):
+            raise ValueError(f"unknown mask {self.mask!r}; valid: zero, mean, token:<id>")
         if self.heta_preset is not None:
             preset(self.heta_preset)  # raises on an unknown name
         bad = [k for k, _ in self.heta_overrides if k not in HetaConfig.__dataclass_fields__]
