@@ -1,0 +1,35 @@
+"""Print the summary table of an eval run directory, from its completed instances only.
+
+    python scripts/eval_table.py evals/runs/curated-smollm2-135m
+
+Useful while a run is in progress or after it was interrupted (the run itself prints the
+table only when it ends); an instance counts once every method and the random baseline have
+a row for each of its targets.
+"""
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from heta_lens.evals.store import read_rows
+from heta_lens.evals.summary import markdown_table, summarize
+
+
+def main(directory: str) -> None:
+    rows = read_rows(Path(directory))
+    methods = {r["method"] for r in rows}
+    per_uid: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    for r in rows:
+        per_uid[r["uid"]].add((r["target"], r["method"]))
+    complete = {
+        uid
+        for uid, keys in per_uid.items()
+        if len(keys) == len(methods) * len({t for t, _ in keys})
+    }
+    kept = [r for r in rows if r["uid"] in complete]
+    print(f"{len(complete)} complete instances\n")
+    print(markdown_table(summarize(kept)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
