@@ -1,11 +1,11 @@
 # Developer shortcuts. `make install` once, then any target. `make test` is what CI runs.
 VENV := .venv
 BIN := $(VENV)/bin
-SRC := heta_lens tests
+SRC := heta_lens tests scripts tutorials
 # Two xdist workers on two cores: one BLAS thread each (2 threads each oversubscribes: ~10x slower).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install format lint typecheck unit acceptance test bench
+.PHONY: install format lint typecheck unit acceptance test bench docs tutorials
 
 install:  ## create/update .venv (TL 3.9) and .venv-tl4 (TL 4.3)
 	bash scripts/install.sh
@@ -32,3 +32,9 @@ test:  ## the full gate, same as CI
 
 bench:  ## cost and quality tables on SmolLM2 (~40 min on 2 cores) -> benchmarks/RESULTS.md
 	OMP_NUM_THREADS=2 $(BIN)/heta-lens bench --threads 2 --out benchmarks/RESULTS.md
+
+docs:  ## API reference from the docstrings -> site/api/index.html (fails on any pdoc warning)
+	bash scripts/build_docs.sh
+
+tutorials:  ## re-execute tutorials/*.py and rewrite their .ipynb twins (~4.5 min on 2 cores)
+	$(BIN)/python scripts/run_tutorials.py

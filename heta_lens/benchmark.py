@@ -146,25 +146,6 @@ def occlusion_captum(model: Any, tokens: Tensor, *, batch: int = 16) -> Tensor:
         )[0, :, 0]
 
 
-def spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman ρ with average ranks for ties."""
-
-    def ranks(x: Tensor) -> np.ndarray:
-        values = x.detach().double().cpu().numpy()
-        order = values.argsort(kind="stable")
-        r = np.empty(len(values))
-        r[order] = np.arange(len(values), dtype=float)
-        for v in np.unique(values):
-            tie = values == v
-            r[tie] = r[tie].mean()
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def top_overlap(a: Tensor, b: Tensor, k: int = 5) -> float:
     """|top-k(a) ∩ top-k(b)| / k."""
     k = min(k, a.numel())

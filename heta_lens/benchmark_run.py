@@ -21,12 +21,12 @@ from heta_lens.benchmark import (
     occlusion_captum,
     sequential_curvature,
     sequential_information,
-    spearman,
     timed_attribute,
     top_overlap,
 )
 from heta_lens.config import HetaConfig
 from heta_lens.curvature import rademacher_probes
+from heta_lens.evals.metrics.rank import spearman
 from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.information import information_gain

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from heta_lens.attribute import attribute
+from heta_lens.cli_demo import add_demo_parser, cmd_demo
 from heta_lens.cli_eval import add_eval_parser, cmd_eval
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
@@ -35,6 +36,7 @@ HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
   heta-lens models
   heta-lens bench --out benchmarks/RESULTS.md
   heta-lens eval curated --limit 50 --methods heta,integrated_gradients,attention_rollout,occlusion
+  heta-lens demo            # a local web page (needs the demo extra)
 """
 
 
@@ -94,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None, help="torch threads")
     bench.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     add_eval_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -223,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "demo":
+            return cmd_demo(args)
         return _cmd_attribute(args)
     except (ValueError, TypeError, FileNotFoundError, ModelNotInstalledError) as error:
         print(f"heta-lens: error: {error}", file=sys.stderr)

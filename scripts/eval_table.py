@@ -1,12 +1,14 @@
 """Print the summary table of an eval run directory, from its completed instances only.
 
-    python scripts/eval_table.py evals/runs/curated-smollm2-135m
+    python scripts/eval_table.py evals/runs/curated-smollm2-135m [--plot]
 
 Useful while a run is in progress or after it was interrupted (the run itself prints the
 table only when it ends); an instance counts once every method and the random baseline have
-a row for each of its targets.
+a row for each of its targets. ``--plot`` also writes DIR/deletion.png (AOPC deletion curves
+of the complete instances, when the run computed them).
 """
 
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +17,7 @@ from heta_lens.evals.store import read_rows
 from heta_lens.evals.summary import markdown_table, summarize
 
 
-def main(directory: str) -> None:
+def main(directory: str, *, plot: bool = False) -> None:
     rows = read_rows(Path(directory))
     methods = {r["method"] for r in rows}
     per_uid: dict[str, set[tuple[int, str]]] = defaultdict(set)
@@ -29,7 +31,15 @@ def main(directory: str) -> None:
     kept = [r for r in rows if r["uid"] in complete]
     print(f"{len(complete)} complete instances\n")
     print(markdown_table(summarize(kept)))
+    if plot and any(r.get("curves", {}).get("deletion") for r in kept):
+        from heta_lens.evals.plots import plot_deletion_curves
+
+        settings = json.loads((Path(directory) / "run.json").read_text())["settings"]
+        path = plot_deletion_curves(
+            kept, settings["aopc_fractions"], Path(directory) / "deletion.png"
+        )
+        print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], plot="--plot" in sys.argv[2:])

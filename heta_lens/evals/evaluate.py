@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from heta_lens.config import HetaConfig
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.heta_family import heta_family
+from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import (
     aopc_curves,
     dsa,
@@ -26,18 +26,87 @@ from heta_lens.evals.metrics import (
     soft_scores,
     topk_f1,
 )
+from heta_lens.evals.metrics.causal import TokenEffects, causal_scores, token_effects
+from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.store import row_key
-from heta_lens.registry import get_method
 from heta_lens.result import AttributionResult
 
 RANDOM = "random"
 """Name of the random-attribution baseline row."""
 
 
-def is_heta_family(method: str) -> bool:
-    """Whether a registered method is HETA or one of its ablations (shares components)."""
-    return isinstance(get_method(method).default_config, HetaConfig)
+class TargetContext:
+    """What every method of one target shares, computed on first use.
+
+    ``effects``: the single-token causal effects (method independent); ``noisy``: each
+    sensitivity draw's noise, so every method is rerun under the same noise.
+    """
+
+    def __init__(
+        self, model: nn.Module, instance: EvalInstance, target: int, settings: EvalSettings
+    ):
+        self.model, self.instance, self.target, self.settings = model, instance, target, settings
+        self._effects: TokenEffects | None = None
+
+    @property
+    def tokens(self) -> Tensor:
+        return torch.tensor(self.instance.tokens, dtype=torch.long)
+
+    def effects(self) -> TokenEffects:
+        if self._effects is None:
+            s = self.settings
+            generator = torch.Generator().manual_seed(
+                row_seed(s.seed, self.instance.uid, self.target, "causal")
+            )
+            self._effects = token_effects(
+                self.model,
+                self.tokens,
+                target=self.target,
+                corruption=s.corruption,
+                noise_scale=s.noise_scale,
+                n_draws=s.causal_draws,
+                generator=generator,
+            )
+        return self._effects
+
+    def noise(self, draw: int) -> tuple[Tensor, Tensor]:
+        """Token ids and noise of sensitivity draw ``draw`` (the same for every method)."""
+        s = self.settings
+        generator = torch.Generator().manual_seed(
+            row_seed(s.seed, self.instance.uid, self.target, f"sensitivity/{draw}")
+        )
+        return token_noise(
+            self.model,
+            self.tokens[: self.target],
+            delta=s.sensitivity_delta,
+            generator=generator,
+        )
+
+
+def run_methods(
+    model: nn.Module,
+    tokens: Tensor,
+    *,
+    target: int,
+    names: Sequence[str],
+    settings: EvalSettings,
+) -> Iterator[tuple[AttributionResult, float, bool]]:
+    """(result, seconds, shared) per method name; the HETA family shares one run."""
+    family = {m: settings.heta_config(resolve_method(m)[1]) for m in names if is_heta_family(m)}
+    if family:
+        start = time.perf_counter()
+        results = heta_family(model, tokens, target=target, configs=family)
+        seconds = time.perf_counter() - start
+        for result in results.values():
+            yield result, seconds, True
+    for name in names:
+        if name in family:
+            continue
+        start = time.perf_counter()
+        spec, config = resolve_method(name)
+        result = spec(model, tokens, target=target, config=config)
+        yield result, time.perf_counter() - start, False
 
 
 def evaluate_target(
@@ -63,28 +132,39 @@ def evaluate_target(
         JSON-serialisable rows (see :func:`make_row`), each as soon as it is complete.
     """
     tokens = torch.tensor(instance.tokens, dtype=torch.long)
-    todo = [m for m in (*methods, RANDOM) if row_key(instance.uid, target, m) not in skip]
-    family = {
-        m: settings.heta_config(get_method(m).default_config)
-        for m in todo
-        if m != RANDOM and is_heta_family(m)
-    }
-    if family:
+    todo = [m for m in methods if row_key(instance.uid, target, m) not in skip]
+    context = TargetContext(model, instance, target, settings)
+    noisy = _noisy_results(context, todo) if "sensitivity" in settings.metrics else {}
+    for result, seconds, shared in run_methods(
+        model, tokens, target=target, names=todo, settings=settings
+    ):
+        yield make_row(
+            context, result, seconds=seconds, shared=shared, noisy=noisy.get(result.method)
+        )
+    if row_key(instance.uid, target, RANDOM) not in skip:
         start = time.perf_counter()
-        results = heta_family(model, tokens, target=target, configs=family)
+        result = _random_result(instance, target, settings)
         seconds = time.perf_counter() - start
-        for result in results.values():
-            yield make_row(model, instance, result, settings=settings, seconds=seconds, shared=True)
-    for name in todo:
-        if name in family:
-            continue
-        start = time.perf_counter()
-        if name == RANDOM:
-            result = _random_result(instance, target, settings)
-        else:
-            result = get_method(name)(model, tokens, target=target)
-        seconds = time.perf_counter() - start
-        yield make_row(model, instance, result, settings=settings, seconds=seconds, shared=False)
+        # Random scores ignore the input: under noise they are the same draw (sensitivity 0
+        # by construction), so no noisy reruns are stored for them.
+        yield make_row(context, result, seconds=seconds, shared=False, noisy=None)
+
+
+def _noisy_results(context: TargetContext, names: Sequence[str]) -> dict[str, list[Tensor]]:
+    """Method → its scores under each sensitivity draw's embedding noise."""
+    out: dict[str, list[Tensor]] = {name: [] for name in names}
+    for draw in range(context.settings.sensitivity_draws):
+        ids, noise = context.noise(draw)
+        with embedding_noise(context.model, ids, noise):
+            for result, _, _ in run_methods(
+                context.model,
+                context.tokens,
+                target=context.target,
+                names=names,
+                settings=context.settings,
+            ):
+                out[result.method].append(result.scores.detach().cpu())
+    return out
 
 
 def _random_result(
@@ -102,20 +182,24 @@ def _random_result(
 
 
 def make_row(
-    model: nn.Module,
-    instance: EvalInstance,
+    context: TargetContext,
     result: AttributionResult,
     *,
-    settings: EvalSettings,
     seconds: float,
     shared: bool,
+    noisy: Sequence[Tensor] | None = None,
 ) -> dict[str, Any]:
     """The stored row of one method's result: identity, scores, timing and metric values.
 
     ``shared`` marks HETA-family rows whose ``seconds`` is the time of the one shared run
-    that produced every family member of this target.
+    that produced every family member of this target. ``noisy``: the method's scores under
+    the sensitivity draws (``sensitivity`` metric group).
     """
-    metrics, curves = metric_values(model, instance, result, settings=settings)
+    instance, settings = context.instance, context.settings
+    metrics, curves = metric_values(context, result)
+    if "sensitivity" in settings.metrics:
+        draws = torch.stack(list(noisy)) if noisy else result.scores[None].expand(2, -1)
+        metrics["sensitivity"] = sensitivity(draws)
     return {
         "key": row_key(instance.uid, result.target, result.method),
         "uid": instance.uid,
@@ -134,12 +218,16 @@ def make_row(
 
 
 def metric_values(
-    model: nn.Module, instance: EvalInstance, result: AttributionResult, *, settings: EvalSettings
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Every requested metric of one result (see :mod:`heta_lens.evals.metrics`)."""
+    context: TargetContext, result: AttributionResult
+) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+    """Every requested metric of one result (see :mod:`heta_lens.evals.metrics`).
+
+    Undefined values (Patch-Corr of a constant attribution) are stored as ``None``.
+    """
+    model, instance, settings = context.model, context.instance, context.settings
     target, scores = result.target, result.scores
     tokens = torch.tensor(instance.tokens, dtype=torch.long)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | None] = {}
     curves: dict[str, list[float]] = {}
     if "soft" in settings.metrics:
         generator = torch.Generator().manual_seed(
@@ -192,6 +280,15 @@ def metric_values(
             dsa=dsa(scores, support=support, narrative=narrative),
             dsa_coarse=dsa(scores, support=sciq, narrative=narrative),
             f1=topk_f1(scores, support=support),
+        )
+    if "causal" in settings.metrics:
+        causal = causal_scores(
+            model, tokens, target=target, scores=scores.detach(), effects=context.effects()
+        )
+        metrics.update(
+            patch_corr=None if math.isnan(causal.patch_corr) else causal.patch_corr,
+            intervention_at_5=causal.intervention_at_k,
+            misattribution=causal.misattribution,
         )
     return metrics, curves
 

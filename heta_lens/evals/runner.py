@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
+from heta_lens.evals.methods import resolve_method
 from heta_lens.evals.settings import EvalSettings
 from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
-from heta_lens.registry import get_method
 
 ModelLoader = Callable[[], nn.Module]
 """A picklable zero-argument callable returning the model (each worker calls it once)."""
@@ -47,7 +47,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     if RANDOM in methods:
         raise ValueError("'random' is always evaluated as the baseline; do not list it")
     for name in methods:
-        get_method(name)
+        resolve_method(name)
     return list(methods)
 
 
@@ -56,7 +56,9 @@ def _check_run_file(out: Path, settings: EvalSettings) -> None:
     wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
         stored = json.loads(path.read_text())
-        stored_settings = stored.get("settings", {})
+        # A setting added after the run was stored counts as its default value.
+        defaults = json.loads(json.dumps(EvalSettings(dataset="", model="").to_dict()))
+        stored_settings = {**defaults, **stored.get("settings", {})}
         diff = sorted(
             k for k in set(wanted) | set(stored_settings) if wanted.get(k) != stored_settings.get(k)
         )

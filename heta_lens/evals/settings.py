@@ -6,12 +6,19 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from heta_lens.config import HetaConfig
+from heta_lens.evals.metrics.causal import check_corruption
 from heta_lens.presets import preset
 
-METRIC_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
+METRIC_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment", "causal", "sensitivity")
 """``soft``: Soft-NS/NC (ReAGent recipe); ``hard``: ``hard_topk_kl`` (official HETA code's
 top-k masking KL); ``aopc``: deletion/insertion curves; ``alignment``: DSA and F1 (only for
-instances with a ``support`` region, i.e. the curated set)."""
+instances with a ``support`` region, i.e. the curated set); ``causal``: Patch-Corr,
+Intervention@5 and misattribution (:mod:`heta_lens.evals.metrics.causal`); ``sensitivity``:
+score spread under embedding noise (:mod:`heta_lens.evals.metrics.sensitivity`; reruns every
+method ``sensitivity_draws`` times)."""
+
+DEFAULT_METRICS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
+"""What ``heta-lens eval DATASET`` computes unless ``--metrics`` says otherwise."""
 
 CURVATURE_FIELDS: tuple[str, ...] = (
     "n_probes",
@@ -42,22 +49,40 @@ class EvalSettings:
         aopc_fractions: Deletion/insertion steps (fractions of the context).
         hard_fractions: Top-k fractions of ``hard_topk_kl``.
         mask: How a token is removed by the perturbation metrics (``mask_rows`` scheme).
+        corruption: Intervention of the causal metrics (``noise`` à la Meng et al., or a
+            ``mask_rows`` scheme).
+        noise_scale: Causal noise scale c (ε ~ N(0, (c·σ_embedding)²)).
+        causal_draws: Noise draws averaged per causal effect.
+        sensitivity_delta: Relative embedding-noise size δ of the sensitivity metric.
+        sensitivity_draws: Noisy reruns per method for the sensitivity metric.
     """
 
     dataset: str
     model: str
     n_draws: int = 4
     seed: int = 0
-    metrics: tuple[str, ...] = METRIC_GROUPS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     heta_preset: str | None = None
     heta_overrides: tuple[tuple[str, Any], ...] = ()
     aopc_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     hard_fractions: tuple[float, ...] = (0.1, 0.2, 0.3)
     mask: str = "zero"
+    corruption: str = "noise"
+    noise_scale: float = 3.0
+    causal_draws: int = 4
+    sensitivity_delta: float = 0.05
+    sensitivity_draws: int = 3
 
     def __post_init__(self) -> None:
         if self.n_draws < 1:
             raise ValueError(f"n_draws must be >= 1; got {self.n_draws}")
+        if self.causal_draws < 1:
+            raise ValueError(f"causal_draws must be >= 1; got {self.causal_draws}")
+        if self.sensitivity_draws < 2:
+            raise ValueError(f"sensitivity_draws must be >= 2; got {self.sensitivity_draws}")
+        if self.noise_scale <= 0 or self.sensitivity_delta < 0:
+            raise ValueError("noise_scale must be > 0 and sensitivity_delta >= 0")
+        check_corruption(self.corruption)
         unknown = [m for m in self.metrics if m not in METRIC_GROUPS]
         if unknown:
             valid = ", ".join(METRIC_GROUPS)

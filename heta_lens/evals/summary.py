@@ -28,6 +28,10 @@ MEAN_METRICS: tuple[str, ...] = (
     "dsa",
     "dsa_coarse",
     "f1",
+    "patch_corr",
+    "intervention_at_5",
+    "misattribution",
+    "sensitivity",
 )
 HEADERS: dict[str, str] = {
     "soft_ns": "Soft-NS ln-ratio",
@@ -39,6 +43,10 @@ HEADERS: dict[str, str] = {
     "dsa": "DSA",
     "dsa_coarse": "DSA coarse",
     "f1": "F1",
+    "patch_corr": "Patch-Corr",
+    "intervention_at_5": "Intervention@5 (Δlog P)",
+    "misattribution": "Misattribution",
+    "sensitivity": "Sensitivity",
 }
 
 

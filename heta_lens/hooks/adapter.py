@@ -145,6 +145,23 @@ class ModelAdapter:
                 total += self.embed(ids[None])[0].sum(0)
         return total / self.d_vocab
 
+    def embedding_std(self, *, chunk: int = 8192) -> float:
+        """Standard deviation of all entries of ``embed(v)`` over the vocabulary.
+
+        The scale of Meng et al.'s (2022) causal-tracing noise (they use 3× this value).
+        """
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        squares = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for start in range(0, self.d_vocab, chunk):
+                ids = torch.arange(start, min(start + chunk, self.d_vocab), device=self.device)
+                rows = self.embed(ids[None])[0].double()
+                total += rows.sum()
+                squares += (rows**2).sum()
+        n = self.d_vocab * self.d_model
+        mean = total / n
+        return float(((squares / n - mean**2) * n / (n - 1)).clamp_min(0).sqrt())
+
     # ------------------------------------------------------------------ forwards
     def last_log_probs(
         self,

@@ -9,10 +9,10 @@ from heta_lens.benchmark import (
     occlusion_captum,
     sequential_curvature,
     sequential_information,
-    spearman,
     top_overlap,
 )
 from heta_lens.curvature import rademacher_probes
+from heta_lens.evals.metrics.rank import spearman
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.inputs import prepare
 from heta_lens.presets import PRESETS, preset

@@ -15,6 +15,12 @@ MODULES = [
     "heta_lens.viz",
     "heta_lens.evals.baselines.gradients",
     "heta_lens.evals.baselines.attention",
+    "heta_lens.evals.metrics.rank",
+    "heta_lens.evals.metrics.causal",
+    "heta_lens.evals.metrics.sensitivity",
+    "heta_lens.evals.methods",
+    "heta_lens.evals.datasets.rephrasing",
+    "heta_lens.evals.decoding",
 ]
 
 

@@ -13,6 +13,7 @@ from heta_lens.evals.datasets.curated import (
 from heta_lens.evals.datasets.curated_build import build_curated, read_curated, write_curated
 from heta_lens.evals.datasets.jsonl import read_jsonl, write_jsonl
 from heta_lens.evals.datasets.longra import load_longra, longra_survival
+from heta_lens.evals.datasets.rephrasing import load_rephrasing, rephrasing_rho
 from heta_lens.evals.datasets.sequence import load_sequence, sequence_targets
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "encode_aligned",
     "load_curated",
     "load_longra",
+    "load_rephrasing",
     "load_sequence",
     "longra_survival",
+    "rephrasing_rho",
     "model_fingerprint",
     "read_curated",
     "read_jsonl",

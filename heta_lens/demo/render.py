@@ -1,0 +1,152 @@
+"""What the demo page shows, as plain strings and rows: coloured tokens, breakdown, summary.
+
+No Gradio here. The token view is static HTML (Gradio's ``gr.HTML`` runs no inline scripts):
+every context token is a ``<span class="heta-tok">`` whose background encodes the selected
+component and whose ``title`` (the browser's hover tooltip) lists every value.
+"""
+
+import html
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from heta_lens._typing import typechecked
+from heta_lens.result import AttributionResult, HetaResult
+from heta_lens.viz import visible_token
+
+COMPONENTS = ("score", "gate", "curvature", "information")
+"""Columns of the breakdown, in order; baselines have only ``score``."""
+_POSITIVE = (220, 38, 38)  # red, as in heta_lens.viz
+_NEGATIVE = (37, 99, 235)  # blue for negative values (signed baselines)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Breakdown:
+    """The component table: one row per context token, ranked by score.
+
+    Attributes:
+        headers: ``rank, pos, token`` then the components the result has.
+        rows: One tuple per context token; missing (non-finite) values are ``None``.
+    """
+
+    headers: tuple[str, ...]
+    rows: tuple[tuple[int | str | float | None, ...], ...]
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.headers):
+                raise ValueError(f"row {row} does not match headers {self.headers}")
+
+
+def components(result: AttributionResult) -> dict[str, Tensor]:
+    """The score and, for HETA results, the raw gate, curvature and information present.
+
+    Values are float64 on the CPU, one per context token.
+    """
+    values = {"score": result.scores}
+    if isinstance(result, HetaResult):
+        extra = {"gate": result.gate, "curvature": result.curvature}
+        extra["information"] = result.information
+        values |= {name: value for name, value in extra.items() if value is not None}
+    return {name: value.detach().to("cpu", torch.float64) for name, value in values.items()}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else "n/a"
+
+
+def _colour(value: float, scale: float) -> str:
+    """Inline style: white → red (white → blue when negative), white text on dark cells."""
+    a = min(abs(value) / scale, 1.0) if scale > 0 and math.isfinite(value) else 0.0
+    base = _POSITIVE if value >= 0 else _NEGATIVE
+    r, g, b = (round(255 + (c - 255) * a) for c in base)
+    return f"background-color:rgb({r},{g},{b});color:{'#fff' if a > 0.6 else '#111'}"
+
+
+@typechecked
+def render_tokens(result: AttributionResult, *, component: str = "score") -> str:
+    """The context tokens coloured by ``component``, with every value in their hover title.
+
+    One ``<span class="heta-tok">`` per context token (positions ``0..target-1``), then the
+    target as ``<span class="heta-target">``. Colours are the component divided by its largest
+    magnitude (white = 0, red = largest, blue for negative values). Falls back to the score
+    when the result lacks ``component``.
+
+    Examples:
+        >>> import torch
+        >>> r = AttributionResult(tokens=torch.tensor([1, 5, 7]), target=2,
+        ...                       scores=torch.tensor([0.0, 2.0]), method="toy")
+        >>> page = render_tokens(r)
+        >>> page.count('class="heta-tok"'), "score = 2" in page
+        (2, True)
+    """
+    values = components(result)
+    shown = values[component] if component in values else values["score"]
+    finite = torch.nan_to_num(shown, nan=0.0, posinf=0.0, neginf=0.0)
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    strings = result.token_strings or tuple(str(int(t)) for t in result.tokens)
+    spans = []
+    for pos in range(result.target):
+        token = visible_token(strings[pos])
+        tip = "\n".join(
+            [f"pos {pos}: {token}", *(f"{k} = {_fmt(float(v[pos]))}" for k, v in values.items())]
+        )
+        spans.append(
+            f'<span class="heta-tok" data-pos="{pos}" title="{html.escape(tip)}" '
+            f'style="{_colour(float(shown[pos]), scale)}">{html.escape(token)}</span>'
+        )
+    target = visible_token(strings[result.target])
+    tip = f"target, pos {result.target}\nlog p = {_fmt(result.target_log_prob)}"
+    spans.append(
+        f'<span class="heta-target" title="{html.escape(tip)}">{html.escape(target)}</span>'
+    )
+    name = component if component in values else "score"
+    legend = (
+        f'<div class="heta-legend">colour: {html.escape(name)} · white = 0, red = largest '
+        f"(|max| = {_fmt(scale)}) · hover a token for all values</div>"
+    )
+    return f'<div class="heta-tokens">{"".join(spans)}</div>{legend}'
+
+
+@typechecked
+def breakdown(result: AttributionResult) -> Breakdown:
+    """Every context token ranked by score, with each component's value (4 significant
+    digits; non-finite values become ``None``)."""
+    values = components(result)
+    strings = result.str_tokens()
+    order = torch.argsort(torch.nan_to_num(values["score"], nan=-math.inf), descending=True)
+    rows = []
+    for rank, pos in enumerate(order.tolist(), start=1):
+        cells = [float(f"{float(v[pos]):.4g}") for v in values.values()]
+        rows.append(
+            (
+                rank,
+                pos,
+                visible_token(strings[pos]),
+                *(c if math.isfinite(c) else None for c in cells),
+            )
+        )
+    return Breakdown(headers=("rank", "pos", "token", *values), rows=tuple(rows))
+
+
+def summary_markdown(
+    result: AttributionResult, *, preset: str | None, seconds: float, generated: bool
+) -> str:
+    """One Markdown line: the explained token, its probability, method, preset and time."""
+    strings = result.token_strings or tuple(str(int(t)) for t in result.tokens)
+    token = visible_token(strings[result.target]).replace("`", "'")
+    kind = "predicted next token" if generated else "token"
+    p = math.exp(result.target_log_prob) if math.isfinite(result.target_log_prob) else math.nan
+    used = f" · preset `{preset}`" if preset and isinstance(result, HetaResult) else ""
+    return (
+        f"**Explaining the {kind} `{token}`** at position {result.target} "
+        f"(p = {_fmt(p)}) from {result.target} context tokens · method `{result.method}`"
+        f"{used} · {seconds:.1f} s"
+    )
+
+
+def message_html(text: str) -> str:
+    """An error/notice box for the page (escaped; never a traceback)."""
+    return f'<div class="heta-message" role="alert">⚠ {html.escape(text)}</div>'

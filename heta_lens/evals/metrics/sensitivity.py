@@ -1,0 +1,88 @@
+"""Sensitivity of an attribution to Gaussian noise on the input embeddings.
+
+Noise model (our reading of docs/evaluation.md, stated here because the paper gives no δ):
+each distinct token id v of the prompt gets one noise vector ε_v ~ N(0, (δ·‖e_v‖)²/d · I), so
+that ‖ε_v‖ ≈ δ‖e_v‖ (δ = 0.05 by default), added to its embedding wherever the model embeds v
+while :func:`embedding_noise` is active. The noise is attached to the embedding module's output
+(a PyTorch forward hook on ``model.embed``), not to a hook point, so every forward a method
+runs (HVPs through replaced embeddings, prefix-cached masked reruns, batched occlusion copies)
+sees the same noised embeddings; repeated tokens share their noise.
+
+sensitivity = mean over context tokens of the standard deviation (over K noise draws, ddof=1)
+of the token's *normalised* score (:func:`normalize_attribution`: negatives clamped, sum 1).
+A constant attribution has sensitivity 0; lower is more stable.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from heta_lens._typing import typechecked
+from heta_lens.evals.metrics.soft import normalize_attribution
+from heta_lens.hooks import ModelAdapter
+
+
+@typechecked
+def token_noise(
+    model: nn.Module,
+    ids: Int[Tensor, " pos"],
+    *,
+    delta: float,
+    generator: torch.Generator,
+) -> tuple[Int[Tensor, " n_ids"], Float[Tensor, "n_ids d_model"]]:
+    """One noise vector per distinct id of ``ids`` (sorted), scaled to δ‖e_v‖ in expectation."""
+    if delta < 0:
+        raise ValueError(f"delta must be >= 0; got {delta}")
+    adapter = ModelAdapter(model)
+    unique = torch.unique(ids.cpu())
+    with torch.no_grad():
+        rows = adapter.embed(unique[None])[0].double().cpu()
+    eps = torch.randn(rows.shape, generator=generator, dtype=torch.float64)
+    scale = delta * rows.norm(dim=-1, keepdim=True) / rows.shape[-1] ** 0.5
+    return unique, (scale * eps).to(dtype=adapter.dtype)
+
+
+@contextmanager
+def embedding_noise(
+    model: nn.Module, ids: Int[Tensor, " n_ids"], noise: Float[Tensor, "n_ids d_model"]
+) -> Iterator[None]:
+    """Add ``noise[j]`` to the embedding of token ``ids[j]`` in every forward inside the block.
+
+    The hook is removed on exit, also when the block raises.
+    """
+    adapter = ModelAdapter(model)
+    module: nn.Module = adapter.model.embed
+    keys = ids.to(adapter.device)
+    values = noise.to(device=adapter.device, dtype=adapter.dtype)
+
+    def add(_module: nn.Module, args: tuple[object, ...], output: Tensor) -> Tensor:
+        tokens = args[0]
+        if not isinstance(tokens, Tensor):
+            return output
+        match = (tokens[..., None] == keys).to(values.dtype)  # [..., pos, n_ids]
+        return output + match @ values
+
+    handle = module.register_forward_hook(add)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def sensitivity(draws: Float[Tensor, "draw ctx"]) -> float:
+    """Mean over tokens of the std over draws of the normalised scores (module docstring).
+
+    Raises:
+        ValueError: Fewer than 2 draws.
+
+    Examples:
+        >>> sensitivity(torch.ones(3, 4))
+        0.0
+    """
+    if draws.shape[0] < 2:
+        raise ValueError(f"sensitivity needs at least 2 draws; got {draws.shape[0]}")
+    normalised = torch.stack([normalize_attribution(row) for row in draws.double()])
+    return float(normalised.std(dim=0, correction=1).mean())
