@@ -14,14 +14,14 @@ pytestmark = pytest.mark.slow
 def test_eval_causal_table_trace_and_resume(tmp_path, capsys):
     out = tmp_path / "causal"
     argv = [
-        "eval", "causal", "--limit", "1", "--methods", "heta_kl_only,attention_rollout",
+        "eval", "causal", "--limit", "1", "--methods", "attention_rollout,last_layer_attention",
         "--causal-draws", "1", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Patch-Corr" in printed and "Intervention@5" in printed and "| random |" in printed
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
-    assert {r["method"] for r in rows} == {"heta_kl_only", "attention_rollout", "random"}
+    assert {r["method"] for r in rows} == {"last_layer_attention", "attention_rollout", "random"}
     for row in rows:
         assert set(row["metrics"]) == {"patch_corr", "intervention_at_5", "misattribution"}
         assert 0.0 <= row["metrics"]["misattribution"] <= 1.0
@@ -60,12 +60,12 @@ def test_every_rephrasing_pair_aligns_on_smollm2(smollm2):
 def test_eval_decoding_small_grid(tmp_path, capsys):
     out = tmp_path / "decoding"
     argv = [
-        "eval", "decoding", "--limit", "1", "--grid", "small", "--methods", "occlusion",
+        "eval", "decoding", "--limit", "1", "--grid", "small", "--methods", "attention_rollout",
         "--metrics", "hard", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "max relative change" in printed and "| occlusion | hard_nc |" in printed
+    assert "max relative change" in printed and "| attention_rollout | hard_nc |" in printed
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     uids = {r["uid"] for r in rows}
     assert "tellmewhy-000" in uids  # the greedy instance is the reference

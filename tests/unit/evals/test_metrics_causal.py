@@ -117,6 +117,7 @@ def _carrier_case(j: int, seed: int = 0):
     return model, tokens
 
 
+@pytest.mark.hooked
 @pytest.mark.parametrize("j", [0, 3, 6])
 def test_only_the_carrier_token_has_an_effect_and_the_oracle_gets_patch_corr_one(j):
     model, tokens = _carrier_case(j)
@@ -142,6 +143,7 @@ def test_only_the_carrier_token_has_an_effect_and_the_oracle_gets_patch_corr_one
     assert bad.intervention_at_k == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.hooked
 def test_random_attributions_have_patch_corr_near_zero():
     model, tokens = _carrier_case(3)
     fx = token_effects(model, tokens, target=TARGET, corruption="zero")
@@ -190,6 +192,7 @@ def test_validation_and_model_left_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.hooked
 def test_noise_is_reproducible_and_scaled_by_the_embedding_std():
     model = make_model("hooked-ln")
     a = token_effects(model, TOKENS, target=TARGET, generator=torch.Generator().manual_seed(9))
