@@ -39,8 +39,9 @@ RANDOM = "random"
 class TargetContext:
     """What every method of one target shares, computed on first use.
 
-    ``effects``: the single-token causal effects (method independent); ``noisy``: each
-    sensitivity draw's noise, so every method is rerun under the same noise.
+    :meth:`effects`: the single-token causal effects (method independent, computed once);
+    :meth:`noise`: each sensitivity draw's noise, seeded per (run, instance, target, draw) so
+    every method is rerun under the same noise.
     """
 
     def __init__(

@@ -4,12 +4,18 @@
 - :mod:`~heta_lens.evals.metrics.hard`: ``hard_topk_kl`` (official HETA code's metric).
 - :mod:`~heta_lens.evals.metrics.curves`: AOPC deletion / insertion curves.
 - :mod:`~heta_lens.evals.metrics.alignment`: DSA (fine / coarse) and top-k F1.
+- :mod:`~heta_lens.evals.metrics.causal`: Patch-Corr, Intervention@k, misattribution.
+- :mod:`~heta_lens.evals.metrics.sensitivity`: score spread under embedding noise.
+- :mod:`~heta_lens.evals.metrics.rank`: Spearman ρ with average ranks for ties.
 - :mod:`~heta_lens.evals.metrics.stats`: bootstrap intervals.
 """
 
 from heta_lens.evals.metrics.alignment import dsa, dsa_coarse, topk_f1
+from heta_lens.evals.metrics.causal import CausalScores, TokenEffects, causal_scores, token_effects
 from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
 from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
+from heta_lens.evals.metrics.rank import spearman
+from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.metrics.soft import (
     SoftScores,
     hellinger_distance,
@@ -22,6 +28,14 @@ from heta_lens.evals.metrics.stats import Interval, bootstrap_ci, bootstrap_log_
 
 __all__ = [
     "AopcCurves",
+    "CausalScores",
+    "TokenEffects",
+    "causal_scores",
+    "embedding_noise",
+    "sensitivity",
+    "spearman",
+    "token_effects",
+    "token_noise",
     "HardTopK",
     "Interval",
     "SoftScores",
