@@ -81,18 +81,30 @@ def write_plots(
             plots.plot_deletion_curves(rows, settings.aopc_fractions, out / "deletion.png")
         )
     summaries = {s.method: s for s in summarize(rows, seed=settings.seed)}
-    metrics = [m for m in MEAN_METRICS if any(m in s.values for s in summaries.values())]
-    family = [m for m in summaries if m != RANDOM and "@" not in m and is_heta_family(m)]
-    if len(family) >= 2 and metrics:
-        bars = {m: {HEADERS[k]: summaries[m].values[k] for k in metrics} for m in family}
+    # method -> metric header -> interval, the rephrasing ρ included when the run has pairs
+    table = {
+        method: {HEADERS[k]: v for k, v in summary.values.items() if k in MEAN_METRICS}
+        for method, summary in summaries.items()
+    }
+    for method, interval in rephrasing_by_method(rows, instances, seed=settings.seed).items():
+        table[method]["rephrasing ρ"] = interval
+
+    def common(methods: Sequence[str]) -> list[str]:
+        keys = dict.fromkeys(k for m in methods for k in table[m])
+        return [k for k in keys if all(k in table[m] for m in methods)]
+
+    family = [m for m in table if m != RANDOM and "@" not in m and is_heta_family(m)]
+    if len(family) >= 2 and common(family):
+        bars = {m: {k: table[m][k] for k in common(family)} for m in family}
         written.append(plots.plot_bars(bars, out / "ablations.png"))
     sweep = sorted(
         (resolve_method(m)[1].beta, m)
-        for m in summaries
+        for m in table
         if m != RANDOM and is_heta_family(m) and (m == "heta" or m.startswith("heta@"))
     )
-    if len(sweep) >= 3 and metrics:
-        values = {HEADERS[k]: [summaries[m].values[k] for _, m in sweep] for k in metrics}
+    names = [m for _, m in sweep]
+    if len(sweep) >= 3 and common(names):
+        values = {k: [table[m][k] for m in names] for k in common(names)}
         written.append(plots.plot_sweep([b for b, _ in sweep], values, out / "sweep.png"))
     if trace and instances:
         instance = instances[0]

@@ -64,3 +64,24 @@ def test_missing_or_shared_words_are_rejected():
         pair_instances(model, {**PAIR, "aligned": ["w3", "w40"]})
     with pytest.raises(ValueError, match="no context token"):
         pair_instances(model, {**PAIR, "aligned": ["w3", "w9"]})
+
+
+def test_rephrasing_by_method_takes_each_pair_from_stored_rows():
+    from heta_lens.evals.reports import rephrasing_by_method
+
+    active, passive = pair_instances(tiny_bridge(), PAIR)
+    a_scores = list(range(6))
+    same = [0.0] * 7
+    for k, word in enumerate(PAIR["aligned"]):
+        same[passive.regions[f"word:{word}"][0]] = k + 1.0
+    rows = [
+        {"uid": active.uid, "method": "m", "scores": a_scores},
+        {"uid": passive.uid, "method": "m", "scores": same},
+        {"uid": active.uid, "method": "flip", "scores": a_scores},
+        {"uid": passive.uid, "method": "flip", "scores": [-x for x in same]},
+        {"uid": active.uid, "method": "half", "scores": a_scores},  # passive row missing
+    ]
+    got = rephrasing_by_method(rows, [active, passive])
+    assert set(got) == {"m", "flip"}
+    assert got["m"].mean == pytest.approx(1.0) and got["m"].n == 1
+    assert got["flip"].mean == pytest.approx(-1.0)
