@@ -81,17 +81,48 @@ def _p0(rows: Sequence[Mapping[str, Any]]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+_MAX_COLUMNS = 5
+
+
+def _panels(n: int, *, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure with ``n`` panels in rows of at most five; unused grid cells are hidden."""
+    plt = _pyplot()
+    cols = max(1, min(n, _MAX_COLUMNS))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def error_bars(
+    intervals: Sequence[Interval],
+) -> tuple[list[float], list[list[float]]]:
+    """Means and ``[below, above]`` error lengths for matplotlib, safe for unbounded intervals.
+
+    A non-finite mean becomes NaN (matplotlib leaves the point out); a non-finite bound (an
+    ln-ratio interval whose bootstrap resamples hit a zero mean) gets no bar on that side
+    rather than an infinite one.
+    """
+    means = [i.mean if math.isfinite(i.mean) else math.nan for i in intervals]
+
+    def length(bound: float, mean: float) -> float:
+        return abs(mean - bound) if math.isfinite(bound) and math.isfinite(mean) else 0.0
+
+    below = [length(i.low, m) for i, m in zip(intervals, means, strict=True)]
+    above = [length(i.high, m) for i, m in zip(intervals, means, strict=True)]
+    return means, [below, above]
+
+
 def plot_sweep(
     betas: Sequence[float], values: Mapping[str, Sequence[Interval]], path: str | Path
 ) -> Path:
     """One panel per metric: mean and 95% interval against β (γ = 1 − β)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(values), figsize=(3.2 * len(values), 3.0), squeeze=False)
-    for ax, (metric, intervals) in zip(axes[0], values.items(), strict=True):
-        means = [i.mean for i in intervals]
-        low = [i.mean - i.low for i in intervals]
-        high = [i.high - i.mean for i in intervals]
-        ax.errorbar(betas, means, yerr=[low, high], marker="o", capsize=3)
+    fig, axes = _panels(len(values), width=3.2, height=3.0)
+    for ax, (metric, intervals) in zip(axes, values.items(), strict=True):
+        means, yerr = error_bars(intervals)
+        ax.errorbar(betas, means, yerr=yerr, marker="o", capsize=3)
         ax.set_xlabel("β (γ = 1 − β)")
         ax.set_title(metric, fontsize=9)
     fig.tight_layout()
@@ -100,19 +131,12 @@ def plot_sweep(
 
 def plot_bars(values: Mapping[str, Mapping[str, Interval]], path: str | Path) -> Path:
     """Grouped bars with 95% intervals: one panel per metric, one bar per method."""
-    plt = _pyplot()
     metrics = list(next(iter(values.values())).keys()) if values else []
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
+    fig, axes = _panels(len(metrics), width=3.4, height=3.4)
     methods = list(values)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        intervals = [values[m][metric] for m in methods]
-        ax.bar(
-            range(len(methods)),
-            [i.mean for i in intervals],
-            yerr=[[i.mean - i.low for i in intervals], [i.high - i.mean for i in intervals]],
-            capsize=3,
-            color="#7b5ea7",
-        )
+    for ax, metric in zip(axes, metrics, strict=True):
+        means, yerr = error_bars([values[m][metric] for m in methods])
+        ax.bar(range(len(methods)), means, yerr=yerr, capsize=3, color="#7b5ea7")
         ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=7)
         ax.set_title(metric, fontsize=9)
     fig.tight_layout()

@@ -14,7 +14,7 @@ from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import Interval, bootstrap_ci
 from heta_lens.evals.settings import EvalSettings
-from heta_lens.evals.summary import HEADERS, MEAN_METRICS, summarize
+from heta_lens.evals.summary import HEADERS, LOG_RATIO_METRICS, MEAN_METRICS, summarize
 from heta_lens.evals.tracing import causal_trace
 
 
@@ -58,6 +58,25 @@ def rephrasing_table(
     return "\n".join(lines) + "\n"
 
 
+def figure_values(
+    rows: Sequence[dict[str, Any]], instances: Sequence[EvalInstance], *, seed: int
+) -> dict[str, dict[str, Interval]]:
+    """Method → metric header → 95% interval, for the ablation and sweep figures.
+
+    Every summarised metric of the run: the Soft-NS/NC ln-ratios first (the faithfulness
+    metrics of the paper), then the per-target means, then rephrasing ρ when the run has
+    active/passive pairs. Same numbers as the summary table (same bootstrap seed).
+    """
+    plotted = (*LOG_RATIO_METRICS, *MEAN_METRICS)
+    table = {
+        summary.method: {HEADERS[k]: summary.values[k] for k in plotted if k in summary.values}
+        for summary in summarize(rows, seed=seed)
+    }
+    for method, interval in rephrasing_by_method(rows, instances, seed=seed).items():
+        table[method]["rephrasing ρ"] = interval
+    return table
+
+
 def write_plots(
     model: nn.Module,
     rows: Sequence[dict[str, Any]],
@@ -80,14 +99,7 @@ def write_plots(
         written.append(
             plots.plot_deletion_curves(rows, settings.aopc_fractions, out / "deletion.png")
         )
-    summaries = {s.method: s for s in summarize(rows, seed=settings.seed)}
-    # method -> metric header -> interval, the rephrasing ρ included when the run has pairs
-    table = {
-        method: {HEADERS[k]: v for k, v in summary.values.items() if k in MEAN_METRICS}
-        for method, summary in summaries.items()
-    }
-    for method, interval in rephrasing_by_method(rows, instances, seed=settings.seed).items():
-        table[method]["rephrasing ρ"] = interval
+    table = figure_values(rows, instances, seed=settings.seed)
 
     def common(methods: Sequence[str]) -> list[str]:
         keys = dict.fromkeys(k for m in methods for k in table[m])
