@@ -5,7 +5,9 @@ Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun w
 with the same table. ``run.json`` records the settings; resuming under different settings is
 refused (the numbers would mix). ``workers > 1`` runs shards of the (instance, target) work in
 spawned processes that each load the model, write their own ``rows-<k>.jsonl`` and share the
-machine's threads; the parent follows their progress by counting written rows.
+machine's threads; the parent follows their progress by counting written rows. Stopping the
+parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker stops every worker
+(:mod:`heta_lens.evals.lifecycle`).
 """
 
 import json
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
+from heta_lens.evals.lifecycle import exit_with_parent, sigterm_raises, terminate
 from heta_lens.evals.methods import resolve_method
 from heta_lens.evals.settings import EvalSettings
 from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
@@ -173,6 +176,7 @@ def _worker(
     path: Path,
     threads: int,
 ) -> int:
+    exit_with_parent()  # a parent killed with -9 cannot stop us: we stop ourselves
     torch.set_num_threads(threads)  # a worker process of our own: its thread pool is ours
     _run_shard(load_model(), items, methods, settings, path)
     return len(items)
@@ -191,7 +195,8 @@ def _run_parallel(
     shards = [list(todo[k::workers]) for k in range(workers)]
     names = [*methods, RANDOM]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    before = set(multiprocessing.active_children())
+    with sigterm_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures: list[Future[int]] = [
             pool.submit(
                 _worker, load_model, shard, methods, settings, out / f"rows-{k}.jsonl", threads
@@ -199,15 +204,37 @@ def _run_parallel(
             for k, shard in enumerate(shards)
             if shard
         ]
-        reported = 0
-        while not all(f.done() for f in futures):
-            time.sleep(1.0)
-            finished = _finished_items(out, todo, names)
-            bar.update(finished - reported)
-            reported = finished
+        ours = [p for p in multiprocessing.active_children() if p not in before]
+        try:
+            _follow(futures, out, todo, names, bar)
+        except BaseException:
+            # Ctrl-C, SIGTERM or a worker's error: stop the other workers now, not when they
+            # finish their shards (the pool's exit would otherwise wait for them).
+            pool.shutdown(wait=False, cancel_futures=True)
+            terminate(ours)
+            raise
+
+
+def _follow(
+    futures: Sequence[Future[int]],
+    out: Path,
+    todo: Sequence[WorkItem],
+    names: Sequence[str],
+    bar: Any,
+) -> None:
+    """Advance ``bar`` as rows appear until every future is done; re-raise the first error."""
+    reported = 0
+    while True:
+        ended = all(f.done() for f in futures)  # before counting: no row is missed at the end
         for future in futures:
-            future.result()  # re-raise a worker's error here
-        bar.update(_finished_items(out, todo, names) - reported)
+            if future.done():
+                future.result()  # a worker's error surfaces here, at once
+        finished = _finished_items(out, todo, names)
+        bar.update(finished - reported)
+        reported = finished
+        if ended:
+            return
+        time.sleep(1.0)
 
 
 def _finished_items(out: Path, todo: Sequence[WorkItem], names: Sequence[str]) -> int:
