@@ -122,6 +122,7 @@ class FirstLoadFails:
 
 def test_an_error_in_one_worker_stops_the_other(tmp_path):
     out = tmp_path / "run"
+    before = set(multiprocessing.active_children())
     with pytest.raises(RuntimeError, match="worker failed on purpose"):
         run_eval(
             FirstLoadFails(tmp_path / "claim"),
@@ -132,7 +133,7 @@ def test_an_error_in_one_worker_stops_the_other(tmp_path):
             workers=2,
             progress=False,
         )
-    assert multiprocessing.active_children() == []
+    assert set(multiprocessing.active_children()) <= before  # both workers have ended
     # The surviving worker was stopped long before finishing its 400-target shard.
     assert len(read_rows(out)) < len(many_instances()) * (len(METHODS) + 1)
 
