@@ -61,13 +61,39 @@ def plot_deletion_curves(
             curves[row["method"]].append(row["curves"]["deletion"])
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     p0 = _p0(rows)
-    for method, values in curves.items():
+    for k, (method, values) in enumerate(curves.items()):
         mean = [sum(col) / len(col) for col in zip(*values, strict=True)]
-        ax.plot([0.0, *fractions], [p0, *mean], marker="o", ms=3, label=method)
+        color, linestyle, marker = line_style(k)
+        ax.plot(
+            [0.0, *fractions],
+            [p0, *mean],
+            color=color,
+            linestyle=linestyle,
+            marker=marker,
+            ms=3,
+            label=method,
+        )
     ax.set_xlabel("fraction of context deleted (highest scores first)")
     ax.set_ylabel("mean P(target)")
-    ax.legend(fontsize=7)
+    if len(curves) > 6:  # beside the axes: inside, a long legend hides the curves
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+_LINESTYLES = ("-", "--", ":")
+_MARKERS = ("o", "s", "^")
+
+
+def line_style(k: int) -> tuple[str, str, str]:
+    """(color, linestyle, marker) of the k-th line: distinct for the first 30 lines.
+
+    The 10 colours of matplotlib's default cycle, then again dashed with squares, then dotted
+    with triangles (a run with every registered method draws 17 lines).
+    """
+    group = (k // 10) % len(_LINESTYLES)
+    return f"C{k % 10}", _LINESTYLES[group], _MARKERS[group]
 
 
 def _p0(rows: Sequence[Mapping[str, Any]]) -> float:

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from heta_lens.evals.metrics import Interval
-from heta_lens.evals.plots import error_bars
+from heta_lens.evals.plots import error_bars, line_style
 from heta_lens.evals.reports import figure_values, write_plots
 from heta_lens.evals.runner import run_eval
 from heta_lens.evals.summary import HEADERS, summarize
+from heta_lens.registry import list_methods
 from heta_lens.testing import tiny_bridge
 from tests.unit.evals.test_causal_robustness_rows import BASE
 from tests.unit.evals.test_runner import instances
@@ -90,3 +91,12 @@ def test_error_bars_leave_out_unbounded_sides():
     assert means[:2] == [1.0, 0.2] and math.isnan(means[2])
     assert below == pytest.approx([0.5, 0.5, 0.0])
     assert above == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_line_styles_are_distinct_for_every_registered_method():
+    n = len(list_methods()) + 1  # every method and the random baseline in one figure
+    assert 16 < n <= 30
+    styles = [line_style(k) for k in range(30)]
+    assert len(set(styles)) == len(styles)
+    assert line_style(0) == ("C0", "-", "o")
+    assert line_style(10) == ("C0", "--", "s")
