@@ -27,6 +27,10 @@ class AttributionResult:
         method: Registry name of the method that produced it.
         token_strings: Token strings for ``tokens`` (``None`` without a tokenizer).
         target_log_prob: log P(tokens[target] | tokens[:target]).
+        diagnostics: Method-specific facts about how the scores were obtained, JSON scalars
+            by name (e.g. ReAGent's ``steps`` and ``probes_stopped``); empty for most methods.
+            Stored with the row of every eval (``heta-lens eval``) so a baseline's behaviour
+            can be checked after the run.
     """
 
     tokens: Tensor
@@ -35,6 +39,7 @@ class AttributionResult:
     method: str
     token_strings: tuple[str, ...] | None = None
     target_log_prob: float = float("nan")
+    diagnostics: dict[str, float | int | bool | str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 1:
@@ -74,6 +79,8 @@ class AttributionResult:
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
             out[f.name] = value
         return out
 

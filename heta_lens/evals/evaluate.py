@@ -194,7 +194,8 @@ def make_row(
 
     ``shared`` marks HETA-family rows whose ``seconds`` is the time of the one shared run
     that produced every family member of this target. ``noisy``: the method's scores under
-    the sensitivity draws (``sensitivity`` metric group).
+    the sensitivity draws (``sensitivity`` metric group). A result with non-empty
+    ``diagnostics`` (ReAGent's steps and stopped probes) stores them under ``"diagnostics"``.
     """
     instance, settings = context.instance, context.settings
     metrics, curves = metric_values(context, result)
@@ -215,6 +216,7 @@ def make_row(
         "scores": [float(x) for x in result.scores],
         "metrics": metrics,
         "curves": curves,
+        **({"diagnostics": dict(result.diagnostics)} if result.diagnostics else {}),
     }
 
 

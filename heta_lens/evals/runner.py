@@ -3,19 +3,21 @@
 Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun with the same
 ``--out`` skips every row already there, so a killed run (even ``kill -9``) resumes and ends
 with the same table. ``run.json`` records the settings; resuming under different settings is
-refused (the numbers would mix). ``workers > 1`` runs shards of the (instance, target) work in
-spawned processes that each load the model, write their own ``rows-<k>.jsonl`` and share the
-machine's threads; the parent follows their progress by counting written rows. Stopping the
+refused (the numbers would mix). ``workers > 1`` hands the (instance, target) items, in dataset
+order, one at a time to spawned processes that each load the model once, write their own
+``rows-<k>.jsonl`` and share the machine's threads (no static shards: no core idles while
+items remain, and a partial run covers a prefix of the dataset). Stopping the
 parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker stops every worker
 (:mod:`heta_lens.evals.lifecycle`).
 """
 
+import atexit
 import json
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,18 +170,46 @@ def _run_shard(
             on_item()
 
 
-def _worker(
-    load_model: ModelLoader,
-    items: Sequence[WorkItem],
-    methods: Sequence[str],
-    settings: EvalSettings,
-    path: Path,
-    threads: int,
-) -> int:
+@dataclass
+class _WorkerState:
+    """What one worker process keeps between work items (its model, row file, skip set)."""
+
+    slot: int
+    threads: int
+    model: nn.Module | None = None
+    writer: RowWriter | None = None
+    done: set[str] = field(default_factory=set)
+
+
+_STATE: list[_WorkerState] = []
+"""This process's state when it is a worker (set by :func:`_init_worker`); empty otherwise."""
+
+
+def _init_worker(slots: Any, threads: int) -> None:
     exit_with_parent()  # a parent killed with -9 cannot stop us: we stop ourselves
     torch.set_num_threads(threads)  # a worker process of our own: its thread pool is ours
-    _run_shard(load_model(), items, methods, settings, path)
-    return len(items)
+    _STATE.append(_WorkerState(slot=slots.get(), threads=threads))
+
+
+def _run_item(
+    load_model: ModelLoader,
+    item: WorkItem,
+    methods: Sequence[str],
+    settings: EvalSettings,
+    out: Path,
+) -> None:
+    """One (instance, target) in a worker; the first call loads the model (errors surface)."""
+    state = _STATE[0]
+    if state.model is None or state.writer is None:
+        state.done = done_keys(out)
+        state.model = load_model()
+        state.writer = RowWriter(out / f"rows-{state.slot}.jsonl")
+        atexit.register(state.writer.close)
+    instance, target = item
+    for row in evaluate_target(
+        state.model, instance, target, methods=methods, settings=settings, skip=state.done
+    ):
+        state.writer.write(row)
 
 
 def _run_parallel(
@@ -191,52 +221,47 @@ def _run_parallel(
     workers: int,
     bar: Any,
 ) -> None:
+    """Run ``todo`` on ``workers`` processes that take items from one shared queue in order.
+
+    Each worker loads the model on its first item and appends to ``rows-<slot>.jsonl``
+    (slots ``0..workers-1``). Items are handed out one at a time in ``todo`` order, so no
+    worker idles while another still has a backlog, and a stopped run has finished an
+    (almost) gapless prefix of the dataset.
+    """
     threads = max(1, (os.cpu_count() or 1) // workers)
-    shards = [list(todo[k::workers]) for k in range(workers)]
-    names = [*methods, RANDOM]
     context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
     before = set(multiprocessing.active_children())
-    with sigterm_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures: list[Future[int]] = [
-            pool.submit(
-                _worker, load_model, shard, methods, settings, out / f"rows-{k}.jsonl", threads
-            )
-            for k, shard in enumerate(shards)
-            if shard
+    with (
+        sigterm_raises(),
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(slots, threads),
+        ) as pool,
+    ):
+        futures = [
+            pool.submit(_run_item, load_model, item, methods, settings, out) for item in todo
         ]
         ours = [p for p in multiprocessing.active_children() if p not in before]
         try:
-            _follow(futures, out, todo, names, bar)
+            _follow(futures, bar)
         except BaseException:
-            # Ctrl-C, SIGTERM or a worker's error: stop the other workers now, not when they
-            # finish their shards (the pool's exit would otherwise wait for them).
+            # Ctrl-C, SIGTERM or a worker's error: stop the other workers now, not when the
+            # queue is empty (the pool's exit would otherwise wait for them).
             pool.shutdown(wait=False, cancel_futures=True)
             terminate(ours)
             raise
 
 
-def _follow(
-    futures: Sequence[Future[int]],
-    out: Path,
-    todo: Sequence[WorkItem],
-    names: Sequence[str],
-    bar: Any,
-) -> None:
-    """Advance ``bar`` as rows appear until every future is done; re-raise the first error."""
-    reported = 0
-    while True:
-        ended = all(f.done() for f in futures)  # before counting: no row is missed at the end
-        for future in futures:
-            if future.done():
-                future.result()  # a worker's error surfaces here, at once
-        finished = _finished_items(out, todo, names)
-        bar.update(finished - reported)
-        reported = finished
-        if ended:
-            return
-        time.sleep(1.0)
-
-
-def _finished_items(out: Path, todo: Sequence[WorkItem], names: Sequence[str]) -> int:
-    done = done_keys(out)
-    return sum(all(row_key(i.uid, t, m) in done for m in names) for i, t in todo)
+def _follow(futures: Sequence[Future[None]], bar: Any) -> None:
+    """Advance ``bar`` as items finish until all are done; re-raise the first error at once."""
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+        for future in finished:
+            future.result()  # a worker's error surfaces here, at once
+        bar.update(len(finished))

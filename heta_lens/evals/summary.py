@@ -13,7 +13,7 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from heta_lens.evals.evaluate import RANDOM
@@ -52,7 +52,11 @@ HEADERS: dict[str, str] = {
 
 @dataclass(frozen=True, kw_only=True)
 class MethodSummary:
-    """One method's line: instance/target counts, metric intervals and seconds per target."""
+    """One method's line: instance/target counts, metric intervals and seconds per target.
+
+    ``diagnostics``: mean over the method's targets of each numeric entry of the rows'
+    ``"diagnostics"`` (e.g. ReAGent's ``steps``, ``probes_stopped``); empty when none stored.
+    """
 
     method: str
     n_instances: int
@@ -61,6 +65,7 @@ class MethodSummary:
     raw_soft: dict[str, float]
     seconds: float
     seconds_shared: bool
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 def _per_instance(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -109,9 +114,20 @@ def summarize(
                 raw_soft=raw,
                 seconds=sum(r["seconds"] for r in mine) / max(1, len(mine)),
                 seconds_shared=any(r.get("seconds_shared") for r in mine),
+                diagnostics=_mean_diagnostics(mine),
             )
         )
     return out
+
+
+def _mean_diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each numeric diagnostic over the rows that store it (booleans count as 0/1)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        for key, value in row.get("diagnostics", {}).items():
+            if isinstance(value, int | float):
+                values[key].append(float(value))
+    return {key: sum(v) / len(v) for key, v in values.items()}
 
 
 def _cell(interval: Interval | None) -> str:
@@ -137,6 +153,11 @@ def markdown_table(summaries: Sequence[MethodSummary]) -> str:
             "† one shared run computes every HETA-family method of a target "
             "(components reused); the time is that run's."
         )
+    for s in summaries:
+        if s.diagnostics:
+            means = ", ".join(f"{k} {v:.3g}" for k, v in s.diagnostics.items())
+            lines.append("")
+            lines.append(f"{s.method} diagnostics (mean per target): {means}")
     return "\n".join(lines) + "\n"
 
 
@@ -154,4 +175,6 @@ def csv_table(summaries: Sequence[MethodSummary]) -> str:
         for metric, value in s.raw_soft.items():
             writer.writerow([s.method, f"{metric}_mean", value, "", "", s.n_instances])
         writer.writerow([s.method, "seconds_per_target", s.seconds, "", "", s.n_targets])
+        for key, value in s.diagnostics.items():
+            writer.writerow([s.method, f"diagnostics_{key}", value, "", "", s.n_targets])
     return buffer.getvalue()

@@ -40,7 +40,7 @@ step t + 1), split into chunks of ``batch_size`` rows; at most ``max_steps`` ste
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -203,10 +203,8 @@ def topk_candidates(
     return torch.stack(rows)
 
 
-def reagent_scores(
-    adapter: ModelAdapter, req: Prepared, *, config: ReagentConfig
-) -> Float[Tensor, " ctx"]:
-    """ReAGent scores of a validated request (inside the state guard)."""
+def reagent_run(adapter: ModelAdapter, req: Prepared, *, config: ReagentConfig) -> ReagentRun:
+    """The ReAGent loop on a validated request (inside the state guard)."""
 
     def next_log_probs(batch: Tensor) -> Tensor:
         with torch.no_grad():
@@ -216,7 +214,7 @@ def reagent_scores(
     candidates = None
     if config.replacement == "model_topk":
         candidates = topk_candidates(adapter, req.prefix, k=config.top_k_replacements)
-    run = reagent_core(
+    return reagent_core(
         req.prefix,
         req.target_id,
         next_log_probs,
@@ -224,7 +222,6 @@ def reagent_scores(
         d_vocab=adapter.d_vocab,
         config=config,
     )
-    return run.scores.to(device=adapter.device, dtype=adapter.dtype)
 
 
 @typechecked
@@ -245,18 +242,28 @@ def reagent(
 
     Returns:
         An :class:`AttributionResult`; ``scores`` ``[ctx]`` are positive and sum to 1.
+        ``diagnostics``: ``steps`` (update steps run), ``probes_stopped`` (probes that met
+        the stopping condition) and ``n_probes``. With ``probes_stopped == 0`` no probe
+        converged within ``max_steps`` and the scores average all probes' unconverged logits.
 
     Raises:
         ValueError: Bad tokens/target, or ``top_k_replacements >= d_vocab``.
     """
     cfg = ReagentConfig() if config is None else config
-    return run_baseline(
-        model,
-        tokens,
-        target=target,
-        method="reagent",
-        score_fn=lambda adapter, req: reagent_scores(adapter, req, config=cfg),
-    )
+    runs: list[ReagentRun] = []
+
+    def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
+        runs.append(reagent_run(adapter, req, config=cfg))
+        return runs[-1].scores.to(device=adapter.device, dtype=adapter.dtype)
+
+    result = run_baseline(model, tokens, target=target, method="reagent", score_fn=score)
+    run = runs[-1]
+    diagnostics = {
+        "steps": run.steps,
+        "probes_stopped": int(run.stopped.sum()),
+        "n_probes": int(run.stopped.numel()),
+    }
+    return replace(result, diagnostics=diagnostics)
 
 
 METHODS: tuple[BaselineEntry, ...] = (

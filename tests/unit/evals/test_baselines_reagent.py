@@ -120,3 +120,74 @@ def test_entries_and_config_validation(model, tokens):
             ReagentConfig(**bad)
     with pytest.raises(ValueError, match="top_k_replacements"):
         reagent(model, tokens, config=ReagentConfig(top_k_replacements=50, max_steps=1))
+
+
+@pytest.mark.parametrize("top_n", [1, 3])
+def test_diagnostics_equal_a_direct_core_run(model, tokens, top_n):
+    cfg = ReagentConfig(n_probes=4, max_steps=12, keep_top=2, top_k_replacements=5, top_n=top_n)
+    result = reagent(model, tokens, target=6, config=cfg)
+    adapter = ModelAdapter(model)
+    prefix = tokens[:6]
+
+    def next_log_probs(ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(ids)[:, -1].log_softmax(-1)
+
+    run = reagent_core(
+        prefix,
+        int(tokens[6]),
+        next_log_probs,
+        candidates=topk_candidates(adapter, prefix, k=5),
+        d_vocab=adapter.d_vocab,
+        config=cfg,
+    )
+    assert result.diagnostics == {
+        "steps": run.steps,
+        "probes_stopped": int(run.stopped.sum()),
+        "n_probes": 4,
+    }
+    torch.testing.assert_close(result.scores, run.scores.to(result.scores.dtype))
+
+
+def test_diagnostics_when_the_target_is_always_in_the_top_n(model, tokens):
+    # top_n = d_vocab: every stopping check succeeds, so each probe stops after one step
+    cfg = ReagentConfig(n_probes=3, max_steps=50, top_n=ModelAdapter(model).d_vocab)
+    result = reagent(model, tokens, target=6, config=cfg)
+    assert result.diagnostics == {"steps": 1, "probes_stopped": 3, "n_probes": 3}
+
+
+def test_rows_store_diagnostics_and_results_roundtrip_them(tmp_path):
+    from dataclasses import replace
+
+    from heta_lens.evals.runner import run_eval
+    from heta_lens.result import from_dict
+    from heta_lens.testing import tiny_bridge
+    from tests.unit.evals.test_runner import SETTINGS, instances
+
+    rows = run_eval(
+        tiny_bridge,
+        instances()[:1],
+        methods=["reagent", "occlusion"],
+        settings=replace(SETTINGS, metrics=("soft",)),
+        out=tmp_path,
+        progress=False,
+    )
+    by_method = {(r["method"], r["target"]): r for r in rows}
+    instance = instances()[0]
+    model = tiny_bridge()
+    for target in instance.targets:
+        direct = reagent(model, torch.tensor(instance.tokens), target=target)
+        assert by_method["reagent", target]["diagnostics"] == direct.diagnostics
+        assert by_method["reagent", target]["scores"] == direct.scores.tolist()
+        assert "diagnostics" not in by_method["occlusion", target]
+        assert from_dict(direct.to_dict()).diagnostics == direct.diagnostics
+    from heta_lens.evals.summary import csv_table, markdown_table, summarize
+
+    summaries = {s.method: s for s in summarize(rows)}
+    stored = [by_method["reagent", t]["diagnostics"] for t in instance.targets]
+    expected = {k: sum(d[k] for d in stored) / len(stored) for k in stored[0]}
+    assert summaries["reagent"].diagnostics == pytest.approx(expected)
+    assert summaries["occlusion"].diagnostics == {}
+    listed = list(summaries.values())
+    assert "reagent diagnostics (mean per target): steps" in markdown_table(listed)
+    assert "reagent,diagnostics_probes_stopped," in csv_table(listed)

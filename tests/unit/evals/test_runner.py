@@ -5,9 +5,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.runner import run_eval
@@ -124,6 +126,48 @@ def test_workers_give_the_same_rows(tmp_path):
         "rows-0.jsonl",
         "rows-1.jsonl",
     ]
+
+
+@dataclass(frozen=True)
+class SlowFirstLoad:
+    """A picklable loader: the first worker to call it waits ``seconds`` before loading."""
+
+    claim: Path
+    seconds: float
+
+    def __call__(self) -> nn.Module:
+        try:
+            os.close(os.open(self.claim, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return tiny_bridge()
+        time.sleep(self.seconds)
+        return tiny_bridge()
+
+
+def test_workers_share_one_queue_so_a_slow_worker_holds_back_one_item(tmp_path):
+    """Items go to whichever worker is free: while one worker is stuck in its first item,
+    the other does every other item (static halves would leave half the items waiting)."""
+    many = [
+        EvalInstance(uid=f"toy/{k}", dataset="toy", text="", tokens=(1, 5 + k, 7, 9), targets=(3,))
+        for k in range(24)
+    ]
+    out = tmp_path / "run"
+    rows = run_eval(
+        SlowFirstLoad(tmp_path / "claim", seconds=45.0),
+        many,
+        methods=["occlusion"],
+        settings=EvalSettings(dataset="toy", model="tiny-bridge", n_draws=1),
+        out=out,
+        workers=2,
+        progress=False,
+    )
+    assert len(rows) == len(many) * 2  # occlusion + random for every item, each once
+    per_file = sorted(len(read_rows_file(f)) for f in out.glob("rows-*.jsonl"))
+    assert per_file == [2, 2 * (len(many) - 1)]
+
+
+def read_rows_file(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line]
 
 
 def test_other_settings_refused_and_bad_methods_write_nothing(tmp_path):
