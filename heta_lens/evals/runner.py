@@ -175,7 +175,6 @@ class _WorkerState:
     """What one worker process keeps between work items (its model, row file, skip set)."""
 
     slot: int
-    threads: int
     model: nn.Module | None = None
     writer: RowWriter | None = None
     done: set[str] = field(default_factory=set)
@@ -188,7 +187,7 @@ _STATE: list[_WorkerState] = []
 def _init_worker(slots: Any, threads: int) -> None:
     exit_with_parent()  # a parent killed with -9 cannot stop us: we stop ourselves
     torch.set_num_threads(threads)  # a worker process of our own: its thread pool is ours
-    _STATE.append(_WorkerState(slot=slots.get(), threads=threads))
+    _STATE.append(_WorkerState(slot=slots.get()))
 
 
 def _run_item(
