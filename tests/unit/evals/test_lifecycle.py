@@ -107,17 +107,23 @@ def test_stopping_the_parent_stops_every_worker(tmp_path, sig):
 
 
 @dataclass(frozen=True)
-class FirstLoadFails:
-    """A picklable loader: the first worker to call it fails, the others get the model."""
+class FirstLoad:
+    """A picklable loader: the first worker to call it (it creates ``claim``) waits ``delay``
+    seconds, then fails if ``fail``, else loads; every other call loads at once."""
 
     claim: Path
+    fail: bool = False
+    delay: float = 0.0
 
     def __call__(self) -> nn.Module:
         try:
             os.close(os.open(self.claim, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return tiny_bridge()
-        raise RuntimeError("worker failed on purpose")
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("worker failed on purpose")
+        return tiny_bridge()
 
 
 def test_an_error_in_one_worker_stops_the_other(tmp_path):
@@ -125,7 +131,7 @@ def test_an_error_in_one_worker_stops_the_other(tmp_path):
     before = set(multiprocessing.active_children())
     with pytest.raises(RuntimeError, match="worker failed on purpose"):
         run_eval(
-            FirstLoadFails(tmp_path / "claim"),
+            FirstLoad(tmp_path / "claim", fail=True),
             many_instances(),
             methods=METHODS,
             settings=SETTINGS,

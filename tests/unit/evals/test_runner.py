@@ -5,11 +5,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from torch import nn
 
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.runner import run_eval
@@ -17,6 +15,7 @@ from heta_lens.evals.settings import EvalSettings
 from heta_lens.evals.store import read_rows
 from heta_lens.evals.summary import summarize
 from heta_lens.testing import tiny_bridge
+from tests.unit.evals.test_lifecycle import FirstLoad
 
 pytestmark = pytest.mark.bridge
 
@@ -128,22 +127,6 @@ def test_workers_give_the_same_rows(tmp_path):
     ]
 
 
-@dataclass(frozen=True)
-class SlowFirstLoad:
-    """A picklable loader: the first worker to call it waits ``seconds`` before loading."""
-
-    claim: Path
-    seconds: float
-
-    def __call__(self) -> nn.Module:
-        try:
-            os.close(os.open(self.claim, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return tiny_bridge()
-        time.sleep(self.seconds)
-        return tiny_bridge()
-
-
 def test_workers_share_one_queue_so_a_slow_worker_holds_back_one_item(tmp_path):
     """Items go to whichever worker is free: while one worker is stuck in its first item,
     the other does every other item (static halves would leave half the items waiting)."""
@@ -153,7 +136,7 @@ def test_workers_share_one_queue_so_a_slow_worker_holds_back_one_item(tmp_path):
     ]
     out = tmp_path / "run"
     rows = run_eval(
-        SlowFirstLoad(tmp_path / "claim", seconds=45.0),
+        FirstLoad(tmp_path / "claim", delay=45.0),
         many,
         methods=["occlusion"],
         settings=EvalSettings(dataset="toy", model="tiny-bridge", n_draws=1),
