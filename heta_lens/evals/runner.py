@@ -250,9 +250,12 @@ def _run_parallel(
             _follow(futures, bar)
         except BaseException:
             # Ctrl-C, SIGTERM or a worker's error: stop the other workers now, not when the
-            # queue is empty (the pool's exit would otherwise wait for them).
-            pool.shutdown(wait=False, cancel_futures=True)
+            # queue is empty (the pool's exit would otherwise wait for them). Then wait for
+            # the pool's manager thread: it marks the pool broken, fails the pending futures
+            # and reaps the killed workers; returning before it has done so leaves them listed
+            # by multiprocessing.active_children() for a moment.
             terminate(ours)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
