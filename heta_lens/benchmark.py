@@ -9,6 +9,8 @@ Every section runs in this one process on one machine, on the same prompt(s):
 3. the masked-KL term vs T independent masked forwards;
 4. scaling in T: time and peak RSS per preset, with the fitted growth exponent;
 5. quality of each preset vs full: Spearman ρ of scores and top-5 overlap over many prompts.
+6. the eval's Soft-NS/NC, ``hard_topk_kl`` and AOPC metrics: three calls vs one shared
+   forward (:func:`heta_lens.evals.metrics.perturbation_metrics`), with the largest difference.
 """
 
 import math

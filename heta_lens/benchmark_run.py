@@ -1,4 +1,4 @@
-"""The five sections of ``heta-lens bench`` (see :mod:`heta_lens.benchmark`)."""
+"""The six sections of ``heta-lens bench`` (see :mod:`heta_lens.benchmark`)."""
 
 import math
 from collections.abc import Callable, Sequence
@@ -26,7 +26,14 @@ from heta_lens.benchmark import (
 )
 from heta_lens.config import HetaConfig
 from heta_lens.curvature import rademacher_probes
+from heta_lens.evals.metrics import (
+    aopc_curves,
+    hard_topk_kl,
+    perturbation_metrics,
+    soft_scores,
+)
 from heta_lens.evals.metrics.rank import spearman
+from heta_lens.evals.settings import EvalSettings
 from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.information import information_gain
@@ -136,6 +143,55 @@ def section_masked_kl(report: Report, model: Any, tokens: torch.Tensor) -> None:
         f"3. Masked-KL term (ctx = {int(req.prefix.numel())})",
         rows,
         ["computation", "time", "ratio", "max |Δ|"],
+    )
+
+
+def section_eval_metrics(report: Report, model: Any, tokens: torch.Tensor) -> None:
+    """6. The eval's Soft / hard-top-k / AOPC metrics: three calls vs one shared forward."""
+    settings = EvalSettings(dataset="bench", model="bench")
+    target = int(tokens.numel()) - 1
+    scores = torch.rand(target, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def separate() -> list[float]:
+        gen = torch.Generator().manual_seed(1)
+        soft = soft_scores(
+            model, tokens, target=target, scores=scores, n_draws=settings.n_draws, generator=gen
+        )
+        hard = hard_topk_kl(model, tokens, target=target, scores=scores)
+        aopc = aopc_curves(model, tokens, target=target, scores=scores)
+        return [soft.soft_ns, soft.soft_nc, hard.nc, hard.ns, *aopc.p_deletion, *aopc.p_insertion]
+
+    def shared() -> list[float]:
+        res = perturbation_metrics(
+            model,
+            tokens,
+            target=target,
+            scores=scores,
+            n_draws=settings.n_draws,
+            generator=torch.Generator().manual_seed(1),
+            hard_fractions=settings.hard_fractions,
+            aopc_fractions=settings.aopc_fractions,
+        )
+        assert res.soft is not None and res.hard is not None and res.aopc is not None
+        soft, hard, aopc = res.soft, res.hard, res.aopc
+        return [soft.soft_ns, soft.soft_nc, hard.nc, hard.ns, *aopc.p_deletion, *aopc.p_insertion]
+
+    shared()  # warm-up: first-call allocations are not charged to either side
+    reference, t_sep = measure(separate)
+    values, t_shared = measure(shared)
+    delta = max(abs(a - b) for a, b in zip(values, reference, strict=True))
+    report.add(
+        f"6. Eval perturbation metrics per method and target (ctx = {target}, eval defaults)",
+        [
+            ["soft_scores + hard_topk_kl + aopc_curves", fmt_s(t_sep.seconds), "1.00×", "0"],
+            [
+                "perturbation_metrics (one shared forward)",
+                fmt_s(t_shared.seconds),
+                fmt_ratio(t_shared.seconds / t_sep.seconds),
+                f"{delta:.1e}",
+            ],
+        ],
+        ["computation", "time", "ratio", "max |Δ| (metrics, AOPC p)"],
     )
 
 
@@ -264,6 +320,7 @@ def run_benchmark(
         5: lambda: section_quality(
             report, model, _prompts(data_dir, n_prompts), presets=presets, n_probes=4
         ),
+        6: lambda: section_eval_metrics(report, model, prompt64),
     }
     for number in sections:
         steps[number]()

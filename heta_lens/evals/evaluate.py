@@ -18,14 +18,7 @@ from torch import Tensor, nn
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.heta_family import heta_family
 from heta_lens.evals.methods import is_heta_family, resolve_method
-from heta_lens.evals.metrics import (
-    aopc_curves,
-    dsa,
-    hard_topk_kl,
-    random_attribution,
-    soft_scores,
-    topk_f1,
-)
+from heta_lens.evals.metrics import dsa, perturbation_metrics, random_attribution, topk_f1
 from heta_lens.evals.metrics.causal import TokenEffects, causal_scores, token_effects
 from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.settings import EvalSettings, row_seed
@@ -225,56 +218,14 @@ def metric_values(
 ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
     """Every requested metric of one result (see :mod:`heta_lens.evals.metrics`).
 
-    Undefined values (Patch-Corr of a constant attribution) are stored as ``None``.
+    Soft-NS/NC, ``hard_topk_kl`` and AOPC share one batched forward
+    (:func:`~heta_lens.evals.metrics.perturbation.perturbation_metrics`). Undefined values
+    (Patch-Corr of a constant attribution) are stored as ``None``.
     """
     model, instance, settings = context.model, context.instance, context.settings
     target, scores = result.target, result.scores
     tokens = torch.tensor(instance.tokens, dtype=torch.long)
-    metrics: dict[str, float | None] = {}
-    curves: dict[str, list[float]] = {}
-    if "soft" in settings.metrics:
-        generator = torch.Generator().manual_seed(
-            row_seed(settings.seed, instance.uid, target, result.method)
-        )
-        soft = soft_scores(
-            model,
-            tokens,
-            target=target,
-            scores=scores,
-            n_draws=settings.n_draws,
-            generator=generator,
-        )
-        metrics.update(
-            soft_ns=soft.soft_ns,
-            soft_nc=soft.soft_nc,
-            soft_s=soft.soft_s,
-            soft_c=soft.soft_c,
-            s0=soft.s0,
-        )
-    if "hard" in settings.metrics:
-        hard = hard_topk_kl(
-            model,
-            tokens,
-            target=target,
-            scores=scores,
-            fractions=settings.hard_fractions,
-            mask=settings.mask,
-        )
-        metrics.update(hard_nc=hard.nc, hard_ns=hard.ns)
-    if "aopc" in settings.metrics:
-        aopc = aopc_curves(
-            model,
-            tokens,
-            target=target,
-            scores=scores,
-            fractions=settings.aopc_fractions,
-            mask=settings.mask,
-        )
-        metrics.update(aopc_deletion=aopc.deletion_aopc, aopc_insertion=aopc.insertion_aopc)
-        curves.update(
-            deletion=[float(x) for x in aopc.p_deletion],
-            insertion=[float(x) for x in aopc.p_insertion],
-        )
+    metrics, curves = _perturbation_values(context, result)
     if "alignment" in settings.metrics and "support" in instance.regions:
         support = _region_mask(instance, "support", target)
         narrative = _region_mask(instance, "narrative", target)
@@ -292,6 +243,52 @@ def metric_values(
             patch_corr=None if math.isnan(causal.patch_corr) else causal.patch_corr,
             intervention_at_5=causal.intervention_at_k,
             misattribution=causal.misattribution,
+        )
+    return metrics, curves
+
+
+def _perturbation_values(
+    context: TargetContext, result: AttributionResult
+) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+    """Soft-NS/NC, ``hard_topk_kl`` and AOPC entries of a row, from one shared forward."""
+    instance, settings = context.instance, context.settings
+    target = result.target
+    metrics: dict[str, float | None] = {}
+    curves: dict[str, list[float]] = {}
+    groups = [g for g in ("soft", "hard", "aopc") if g in settings.metrics]
+    if not groups:
+        return metrics, curves
+    generator = torch.Generator().manual_seed(
+        row_seed(settings.seed, instance.uid, target, result.method)
+    )
+    shared = perturbation_metrics(
+        context.model,
+        context.tokens,
+        target=target,
+        scores=result.scores,
+        n_draws=settings.n_draws if "soft" in groups else None,
+        generator=generator,
+        hard_fractions=settings.hard_fractions if "hard" in groups else None,
+        aopc_fractions=settings.aopc_fractions if "aopc" in groups else None,
+        mask=settings.mask,
+    )
+    if shared.soft is not None:
+        soft = shared.soft
+        metrics.update(
+            soft_ns=soft.soft_ns,
+            soft_nc=soft.soft_nc,
+            soft_s=soft.soft_s,
+            soft_c=soft.soft_c,
+            s0=soft.s0,
+        )
+    if shared.hard is not None:
+        metrics.update(hard_nc=shared.hard.nc, hard_ns=shared.hard.ns)
+    if shared.aopc is not None:
+        aopc = shared.aopc
+        metrics.update(aopc_deletion=aopc.deletion_aopc, aopc_insertion=aopc.insertion_aopc)
+        curves.update(
+            deletion=[float(x) for x in aopc.p_deletion],
+            insertion=[float(x) for x in aopc.p_insertion],
         )
     return metrics, curves
 

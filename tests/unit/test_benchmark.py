@@ -105,13 +105,14 @@ def test_all_bench_sections_run_on_a_tiny_model(tmp_path):
         tiny_bridge(),
         data_dir=tmp_path,
         model_name="tiny",
-        sections=[1, 2, 3, 4, 5],
+        sections=[1, 2, 3, 4, 5, 6],
         lengths=[4, 8],
         n_prompts=3,
         out=out,
         emit=emitted.append,
     )
-    assert out.read_text() == text and len(emitted) == 5
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    assert out.read_text() == text and len(emitted) == 6
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in text
     assert "speed-up" in text and "ratio to occlusion" in text and "exponent" in text
+    assert "one shared forward" in text

@@ -3,6 +3,7 @@
 - :mod:`~heta_lens.evals.metrics.soft`: ReAGent's Soft-NC / Soft-NS and the log ratio.
 - :mod:`~heta_lens.evals.metrics.hard`: ``hard_topk_kl`` (official HETA code's metric).
 - :mod:`~heta_lens.evals.metrics.curves`: AOPC deletion / insertion curves.
+- :mod:`~heta_lens.evals.metrics.perturbation`: Soft, hard-top-k and AOPC from one forward.
 - :mod:`~heta_lens.evals.metrics.alignment`: DSA (fine / coarse) and top-k F1.
 - :mod:`~heta_lens.evals.metrics.causal`: Patch-Corr, Intervention@k, misattribution.
 - :mod:`~heta_lens.evals.metrics.sensitivity`: score spread under embedding noise.
@@ -14,6 +15,7 @@ from heta_lens.evals.metrics.alignment import dsa, dsa_coarse, topk_f1
 from heta_lens.evals.metrics.causal import CausalScores, TokenEffects, causal_scores, token_effects
 from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
 from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
+from heta_lens.evals.metrics.perturbation import PerturbationMetrics, perturbation_metrics
 from heta_lens.evals.metrics.rank import spearman
 from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.metrics.soft import (
@@ -38,6 +40,7 @@ __all__ = [
     "token_noise",
     "HardTopK",
     "Interval",
+    "PerturbationMetrics",
     "SoftScores",
     "aopc_curves",
     "bootstrap_ci",
@@ -47,6 +50,7 @@ __all__ = [
     "hard_topk_kl",
     "hellinger_distance",
     "log_ratio",
+    "perturbation_metrics",
     "normalize_attribution",
     "random_attribution",
     "soft_scores",

@@ -93,3 +93,38 @@ def batch_log_probs(
     """Next-token log-probabilities after the prefix, one row per embedding copy, one forward."""
     ids = req.prefix[None].expand(embeds.shape[0], -1)
     return adapter.last_log_probs(ids, embeds)
+
+
+def distinct_rows(
+    embeds: Float[Tensor, "batch ctx d_model"],
+) -> tuple[Int[Tensor, " distinct"], Int[Tensor, " batch"]]:
+    """Indices of the distinct copies (first occurrences) and each copy's index among them.
+
+    Copies are equal when their tensors are equal element for element, bit for bit (so
+    ``embeds[first][inverse]`` is ``embeds`` exactly).
+    """
+    flat = embeds.detach().reshape(embeds.shape[0], -1).cpu().contiguous()
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse: list[int] = []
+    for b in range(flat.shape[0]):
+        key = flat[b].view(torch.uint8).numpy().tobytes()
+        if key not in seen:
+            seen[key] = len(first)
+            first.append(b)
+        inverse.append(seen[key])
+    return torch.tensor(first, dtype=torch.long), torch.tensor(inverse, dtype=torch.long)
+
+
+def distinct_log_probs(
+    adapter: ModelAdapter, req: Prepared, embeds: Float[Tensor, "batch ctx d_model"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """:func:`batch_log_probs` of ``embeds``, forwarding each distinct copy once.
+
+    Row b of the result is the log-probabilities of ``embeds[b]``; a copy that repeats an
+    earlier one (the unmasked input shared by several metrics, AOPC's last step) reuses its
+    row instead of running again.
+    """
+    first, inverse = distinct_rows(embeds)
+    device = embeds.device
+    return batch_log_probs(adapter, req, embeds[first.to(device)])[inverse.to(device)]

@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
-    batch_log_probs,
     check_fractions,
     count_for_fraction,
+    distinct_log_probs,
     replaced,
     top_k_masks,
     validated,
@@ -113,8 +113,9 @@ def aopc_curves(
 ) -> AopcCurves:
     """Deletion and insertion curves of ``scores`` for ``tokens[target]`` (module docstring).
 
-    One batched forward of 2 + 2·len(fractions) embedding copies: the original, all masked,
-    and per step the top-k masked and all but the top-k masked.
+    One batched forward of 2 + 2·len(fractions) embedding copies (:func:`aopc_rows`): the
+    original, all masked, and per step the top-k masked and all but the top-k masked; a copy
+    equal to an earlier one (the steps at fraction 1 repeat the two ends) runs once.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -140,19 +141,42 @@ def aopc_curves(
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
-    counts = [count_for_fraction(f, req.target) for f in steps]
+    counts = tuple(count_for_fraction(f, req.target) for f in steps)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        repl = mask_rows(adapter, x, mask)
-        top = top_k_masks(raw, counts)
-        ends = torch.stack([torch.zeros_like(top[0]), torch.ones_like(top[0])])
-        drop = torch.cat([ends, top, ~top])
-        probs = batch_log_probs(adapter, req, replaced(x, repl, drop))[:, req.target_id].exp()
-    values = probs.tolist()
-    n = len(steps)
+        rows = aopc_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
+        log_p = distinct_log_probs(adapter, req, rows)
+    return aopc_from_log_probs(log_p[:, req.target_id], fractions=steps, counts=counts, mask=mask)
+
+
+def aopc_rows(
+    x: Float[Tensor, "ctx d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    scores: Float[Tensor, " ctx"],
+    *,
+    counts: Sequence[int],
+) -> Float[Tensor, "row ctx d_model"]:
+    """The copies of :func:`aopc_curves`: unmasked, all masked, top-k masked per count, all but
+    the top-k masked per count."""
+    top = top_k_masks(scores, counts)
+    ends = torch.stack([torch.zeros_like(top[0]), torch.ones_like(top[0])])
+    return replaced(x, replacements, torch.cat([ends, top, ~top]))
+
+
+def aopc_from_log_probs(
+    target_log_p: Float[Tensor, " row"],
+    *,
+    fractions: tuple[float, ...],
+    counts: tuple[int, ...],
+    mask: str,
+) -> AopcCurves:
+    """:class:`AopcCurves` from the explained token's log-probability in each
+    :func:`aopc_rows` copy."""
+    values = target_log_p.exp().tolist()
+    n = len(fractions)
     return AopcCurves(
-        fractions=steps,
-        k=tuple(counts),
+        fractions=fractions,
+        k=counts,
         p_deletion=tuple(values[2 : 2 + n]),
         p_insertion=tuple(values[2 + n :]),
         p_orig=values[0],

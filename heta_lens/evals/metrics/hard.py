@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
-    batch_log_probs,
     check_fractions,
     count_for_fraction,
+    distinct_log_probs,
     replaced,
     top_k_masks,
     validated,
@@ -82,7 +82,8 @@ def hard_topk_kl(
 
     where "without T_f" replaces the input embeddings of T_f with the mask rows of
     :func:`heta_lens.information.mask_rows` and "only T_f" replaces every other position's.
-    KL(q ‖ p) = Σ_v q_v (log q_v − log p_v) in nats. All copies run in one batched forward.
+    KL(q ‖ p) = Σ_v q_v (log q_v − log p_v) in nats. All copies run in one batched forward
+    (:func:`hard_rows`, :func:`hard_from_log_probs`).
     Not comparable to ReAGent's Soft-NC/Soft-NS (see the module docstring).
 
     Args:
@@ -109,23 +110,43 @@ def hard_topk_kl(
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
-    ctx = req.target
-    counts = [count_for_fraction(f, ctx) for f in steps]
+    counts = tuple(count_for_fraction(f, req.target) for f in steps)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        repl = mask_rows(adapter, x, mask)
-        top = top_k_masks(raw, counts)
-        rows = torch.cat([x[None], replaced(x, repl, top), replaced(x, repl, ~top)])
-        log_p = batch_log_probs(adapter, req, rows)
+        rows = hard_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
+        log_p = distinct_log_probs(adapter, req, rows)
+    return hard_from_log_probs(log_p, fractions=steps, counts=counts, mask=mask)
+
+
+def hard_rows(
+    x: Float[Tensor, "ctx d_model"],
+    replacements: Float[Tensor, "ctx d_model"],
+    scores: Float[Tensor, " ctx"],
+    *,
+    counts: Sequence[int],
+) -> Float[Tensor, "row ctx d_model"]:
+    """The copies of :func:`hard_topk_kl`: unmasked, top-k masked and top-k kept per count."""
+    top = top_k_masks(scores, counts)
+    return torch.cat([x[None], replaced(x, replacements, top), replaced(x, replacements, ~top)])
+
+
+def hard_from_log_probs(
+    log_p: Float[Tensor, "row d_vocab"],
+    *,
+    fractions: tuple[float, ...],
+    counts: tuple[int, ...],
+    mask: str,
+) -> HardTopK:
+    """:class:`HardTopK` from the log-probabilities of the :func:`hard_rows` copies."""
     kl = kl_divergence(log_p[0], log_p[1:]).tolist()
-    n = len(steps)
+    n = len(fractions)
     nc_values = tuple(kl[:n])
     ns_values = tuple(-v for v in kl[n:])
     return HardTopK(
         nc=sum(nc_values) / n,
         ns=sum(ns_values) / n,
-        fractions=steps,
-        k=tuple(counts),
+        fractions=fractions,
+        k=counts,
         nc_per_fraction=nc_values,
         ns_per_fraction=ns_values,
         mask=mask,

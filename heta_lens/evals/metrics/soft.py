@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.metrics._common import batch_log_probs, validated
+from heta_lens.evals.metrics._common import distinct_log_probs, validated
 from heta_lens.hooks import preserved_model_state
 
 Values = Tensor | np.ndarray | Sequence[float | int]
@@ -155,7 +155,8 @@ def soft_scores(
     dtype=torch.float64, device=generator.device)``; draw k keeps element (i, j) for
     sufficiency when ``u[k, 0, i, j] < a_i`` and for comprehensiveness when
     ``u[k, 1, i, j] < 1 − a_i`` (each a Bernoulli(π_i) draw; π = 1 keeps always, π = 0 never).
-    q (unperturbed), p_0 (all zero) and the 2·n_draws masked copies run as one batched forward.
+    q (unperturbed), p_0 (all zero) and the 2·n_draws masked copies run as one batched forward
+    (:func:`soft_rows`, :func:`soft_from_log_probs`; a copy equal to an earlier one runs once).
 
     Several draws: SoftS and SoftC are averaged over the draws (the mean of the per-draw SoftS
     and SoftC), then normalised as above, so ``n_draws=1`` is exactly ReAGent's single-draw
@@ -196,23 +197,49 @@ def soft_scores(
         >>> res.n_draws, 0.0 <= res.soft_ns <= 1.0, res.soft_nc >= 0.0
         (4, True, True)
     """
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1; got {n_draws}")
+    check_n_draws(n_draws)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        a = normalize_attribution(raw.to(torch.float64))
-        ctx, d_model = x.shape
-        u = torch.rand(
-            (n_draws, 2, ctx, d_model),
-            generator=generator,
-            dtype=torch.float64,
-            device=generator.device,
-        ).to(x.device)
-        keep_s = (u[:, 0] < a[:, None]).to(x.dtype)
-        keep_c = (u[:, 1] < (1.0 - a)[:, None]).to(x.dtype)
-        rows = torch.cat([x[None], torch.zeros_like(x)[None], x * keep_s, x * keep_c])
-        probs = batch_log_probs(adapter, req, rows).to(torch.float64).exp()
+        rows = soft_rows(x, raw, n_draws=n_draws, generator=generator)
+        log_probs = distinct_log_probs(adapter, req, rows)
+    return soft_from_log_probs(log_probs, n_draws=n_draws)
+
+
+def check_n_draws(n_draws: int) -> None:
+    """Raise ``ValueError`` unless ``n_draws >= 1``."""
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1; got {n_draws}")
+
+
+def soft_rows(
+    x: Float[Tensor, "ctx d_model"],
+    scores: Float[Tensor, " ctx"],
+    *,
+    n_draws: int,
+    generator: torch.Generator,
+) -> Float[Tensor, "row ctx d_model"]:
+    """The embedding copies of :func:`soft_scores`: q, p_0, n_draws × p_S, n_draws × p_C.
+
+    ``scores`` are raw (normalised here with :func:`normalize_attribution` in float64); the
+    mask draws are the ``u`` of :func:`soft_scores`'s docstring.
+    """
+    a = normalize_attribution(scores.to(torch.float64))
+    ctx, d_model = x.shape
+    u = torch.rand(
+        (n_draws, 2, ctx, d_model),
+        generator=generator,
+        dtype=torch.float64,
+        device=generator.device,
+    ).to(x.device)
+    keep_s = (u[:, 0] < a[:, None]).to(x.dtype)
+    keep_c = (u[:, 1] < (1.0 - a)[:, None]).to(x.dtype)
+    return torch.cat([x[None], torch.zeros_like(x)[None], x * keep_s, x * keep_c])
+
+
+def soft_from_log_probs(log_probs: Float[Tensor, "row d_vocab"], *, n_draws: int) -> SoftScores:
+    """:class:`SoftScores` from the log-probabilities of the :func:`soft_rows` copies."""
+    probs = log_probs.to(torch.float64).exp()
     dist = hellinger_distance(probs[1:], probs[0].expand(probs.shape[0] - 1, -1)).tolist()
     s0 = 1.0 - dist[0]
     soft_s_draws = tuple(1.0 - d for d in dist[1 : 1 + n_draws])
