@@ -118,13 +118,14 @@ def distinct_rows(
 
 def distinct_log_probs(
     adapter: ModelAdapter, req: Prepared, embeds: Float[Tensor, "batch ctx d_model"]
-) -> Float[Tensor, "batch d_vocab"]:
+) -> tuple[Float[Tensor, "batch d_vocab"], int]:
     """:func:`batch_log_probs` of ``embeds``, forwarding each distinct copy once.
 
     Row b of the result is the log-probabilities of ``embeds[b]``; a copy that repeats an
     earlier one (the unmasked input shared by several metrics, AOPC's last step) reuses its
-    row instead of running again.
+    row instead of running again. Also returns how many copies were forwarded.
     """
     first, inverse = distinct_rows(embeds)
     device = embeds.device
-    return batch_log_probs(adapter, req, embeds[first.to(device)])[inverse.to(device)]
+    log_p = batch_log_probs(adapter, req, embeds[first.to(device)])
+    return log_p[inverse.to(device)], first.numel()

@@ -145,7 +145,7 @@ def aopc_curves(
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
         rows = aopc_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
-        log_p = distinct_log_probs(adapter, req, rows)
+        log_p, _ = distinct_log_probs(adapter, req, rows)
     return aopc_from_log_probs(log_p[:, req.target_id], fractions=steps, counts=counts, mask=mask)
 
 

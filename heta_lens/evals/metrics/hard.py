@@ -114,7 +114,7 @@ def hard_topk_kl(
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
         rows = hard_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
-        log_p = distinct_log_probs(adapter, req, rows)
+        log_p, _ = distinct_log_probs(adapter, req, rows)
     return hard_from_log_probs(log_p, fractions=steps, counts=counts, mask=mask)
 
 

@@ -26,10 +26,9 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
-    batch_log_probs,
     check_fractions,
     count_for_fraction,
-    distinct_rows,
+    distinct_log_probs,
     validated,
 )
 from heta_lens.evals.metrics.curves import AopcCurves, aopc_from_log_probs, aopc_rows
@@ -134,9 +133,8 @@ def perturbation_metrics(
             if aopc_steps is not None:
                 parts.append(aopc_rows(x, repl, raw, counts=counts(aopc_steps)))
         rows = torch.cat(parts)
-        first, inverse = distinct_rows(rows)
-        log_p = batch_log_probs(adapter, req, rows[first.to(rows.device)])
-        per_part = log_p[inverse.to(log_p.device)].split([p.shape[0] for p in parts])
+        log_p, n_forwarded = distinct_log_probs(adapter, req, rows)
+        per_part = log_p.split([p.shape[0] for p in parts])
     it = iter(per_part)
     soft = None if n_draws is None else soft_from_log_probs(next(it), n_draws=n_draws)
     hard = (
@@ -157,5 +155,5 @@ def perturbation_metrics(
         )
     )
     return PerturbationMetrics(
-        soft=soft, hard=hard, aopc=aopc, n_copies=int(rows.shape[0]), n_forwarded=first.numel()
+        soft=soft, hard=hard, aopc=aopc, n_copies=int(rows.shape[0]), n_forwarded=n_forwarded
     )

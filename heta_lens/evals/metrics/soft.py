@@ -202,7 +202,7 @@ def soft_scores(
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
         rows = soft_rows(x, raw, n_draws=n_draws, generator=generator)
-        log_probs = distinct_log_probs(adapter, req, rows)
+        log_probs, _ = distinct_log_probs(adapter, req, rows)
     return soft_from_log_probs(log_probs, n_draws=n_draws)
 
 
