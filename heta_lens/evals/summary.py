@@ -68,7 +68,7 @@ class MethodSummary:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def _per_instance(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+def per_instance_means(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """method → uid → metric → mean over that instance's targets."""
     sums: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in rows:
@@ -85,7 +85,7 @@ def summarize(
     rows: Sequence[dict[str, Any]], *, n_resamples: int = 2000, seed: int = 0
 ) -> list[MethodSummary]:
     """One :class:`MethodSummary` per method found in ``rows`` (random baseline last)."""
-    table = _per_instance(rows)
+    table = per_instance_means(rows)
     random = table.get(RANDOM, {})
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != RANDOM]
     out = []
