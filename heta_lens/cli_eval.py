@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from heta_lens.evals.compare import paired_section
 from heta_lens.evals.datasets import (
     EvalInstance,
     load_curated,
@@ -217,7 +218,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if dataset == "wikitext":
         header += "wikitext prompts stand in for WikiBio (not available offline).\n\n"
-    body = markdown_table(summaries)
+    body = markdown_table(summaries) + paired_section(rows, seed=args.seed)
     if dataset == "rephrasing":
         body += "\n" + rephrasing_table(rows, instances, seed=args.seed)
     if suite == "decoding":

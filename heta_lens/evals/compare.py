@@ -138,3 +138,20 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
             cells += [f"{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]", f"{c.n_higher} / {i.n}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def paired_section(
+    rows: Sequence[dict[str, Any]], *, reference: str = "heta", seed: int = 0
+) -> str:
+    """What ``heta-lens eval`` prints under its summary: the Soft-NS/NC comparisons of
+    ``reference`` with every other method, or ``""`` when ``reference`` did not run, ran
+    alone, or no Soft metric was computed."""
+    methods = {r["method"] for r in rows} - {RANDOM}
+    metrics = [m for m in LOG_RATIO_METRICS if any(m in r["metrics"] for r in rows)]
+    if reference not in methods or len(methods) < 2 or not metrics:
+        return ""
+    table = comparison_table(compare_methods(rows, reference=reference, metrics=metrics, seed=seed))
+    return (
+        f"\nPaired with {reference}: ln(mean {reference} / mean other) of the raw metric, "
+        "95% bootstrap over instances, and on how many instances it is higher\n\n" + table
+    )

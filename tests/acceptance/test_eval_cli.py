@@ -18,7 +18,7 @@ def test_eval_longra_prints_table_and_resumes(tmp_path, capsys):
         "--limit",
         "2",
         "--methods",
-        "heta_kl_only,attention_rollout",
+        "heta,attention_rollout",
         "--n-draws",
         "1",
         "--metrics",
@@ -32,9 +32,11 @@ def test_eval_longra_prints_table_and_resumes(tmp_path, capsys):
     assert "| random |" in printed
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 3  # 2 instances × (2 methods + random)
-    assert {r["method"] for r in rows} == {"heta_kl_only", "attention_rollout", "random"}
+    assert {r["method"] for r in rows} == {"heta", "attention_rollout", "random"}
     assert all(len(r["scores"]) == r["ctx"] for r in rows)
     summary = (out / "summary.md").read_text()
+    assert "| heta vs | Soft-NS (ln-ratio) | higher | Soft-NC (ln-ratio) | higher |" in summary
+    assert "| attention_rollout | " in summary.split("| heta vs |")[1]
     assert main(argv) == 0  # resumes: nothing recomputed, same table
     assert (out / "rows.jsonl").read_text().count("\n") == 6
     assert (out / "summary.md").read_text() == summary

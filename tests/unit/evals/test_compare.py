@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from heta_lens.evals.compare import compare_methods, comparison_table
+from heta_lens.evals.compare import compare_methods, comparison_table, paired_section
 from heta_lens.evals.metrics import bootstrap_ci
 from heta_lens.evals.summary import summarize
 
@@ -121,3 +121,17 @@ def test_negative_soft_values_are_rejected():
     rows = [*ROWS[:2], row("A", "u2", 5, soft_nc=-1.0), *ROWS[3:]]
     with pytest.raises(ValueError, match="negative"):
         compare_methods(rows, reference="A", others=["B"], metrics=["soft_nc"])
+
+
+def test_paired_section_under_the_eval_summary():
+    rows = [{**r, "method": "heta" if r["method"] == "A" else r["method"]} for r in ROWS]
+    text = paired_section(rows)
+    assert text.startswith("\nPaired with heta: ln(mean heta / mean other)")
+    assert "| heta vs | Soft-NC (ln-ratio) | higher |" in text
+    assert "| B | 0.693 [0.693, 0.693] | 2 / 2 |" in text
+    assert "hard-top-k" not in text and "| random |" not in text  # Soft metrics, no random
+    assert paired_section(ROWS) == ""  # no method called heta
+    alone = [r for r in rows if r["method"] != "B"]
+    assert paired_section(alone) == ""  # heta and the random baseline only
+    no_soft = [{**r, "metrics": {"hard_nc": 1.0}} for r in rows]
+    assert paired_section(no_soft) == ""
