@@ -19,7 +19,7 @@ strictly higher.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
@@ -43,7 +43,7 @@ class Comparison:
     reference: str
     other: str
     metric: str
-    statistic: str
+    statistic: Literal["log_ratio", "difference"]
     interval: Interval
     n_higher: int
 
@@ -94,18 +94,20 @@ def compare_methods(
                 continue
             a = [ref[u][metric] for u in uids]
             b = [table[other][u][metric] for u in uids]
-            options = {"n_resamples": n_resamples, "seed": seed}
-            if metric in LOG_RATIO_METRICS:
-                statistic, interval = "log_ratio", bootstrap_log_ratio(a, b, **options)
-            else:
-                diffs = [x - y for x, y in zip(a, b, strict=True)]
-                statistic, interval = "difference", bootstrap_ci(diffs, **options)
+            log_ratio = metric in LOG_RATIO_METRICS
+            interval = (
+                bootstrap_log_ratio(a, b, n_resamples=n_resamples, seed=seed)
+                if log_ratio
+                else bootstrap_ci(
+                    [x - y for x, y in zip(a, b, strict=True)], n_resamples=n_resamples, seed=seed
+                )
+            )
             out.append(
                 Comparison(
                     reference=reference,
                     other=other,
                     metric=metric,
-                    statistic=statistic,
+                    statistic="log_ratio" if log_ratio else "difference",
                     interval=interval,
                     n_higher=sum(x > y for x, y in zip(a, b, strict=True)),
                 )
