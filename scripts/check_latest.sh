@@ -71,7 +71,7 @@ check_leg() {
     pipq "$venv" install --no-deps -e .
     echo "[latest] $leg resolved:$forced"
     "$venv/bin/python" -m pip list 2>/dev/null |
-        grep -i -E '^(torch|transformers|transformer-lens|huggingface-hub|tokenizers|accelerate|jaxtyping|beartype|captum) '
+        grep -i -E '^(torch|transformers|transformer-lens|huggingface[-_]hub|tokenizers|accelerate|jaxtyping|beartype|captum) '
     local rc=0
     "$venv/bin/python" -m pytest "${ORACLE_TESTS[@]}" -m "$marks" -n 2 -q -p no:cacheprovider \
         --tb=short || rc=$?
