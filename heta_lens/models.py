@@ -34,12 +34,18 @@ def cache_dir() -> Path:
     return path
 
 
+VENDORED_DATA = Path(__file__).resolve().parent / "evals" / "datasets" / "data"
+"""The evaluation data shipped with the package (``reagent/``, ``narrativeqa/``, ``sciq/``;
+provenance and licences in each folder's SOURCE.md)."""
+
+
 def default_data_dir() -> Path:
-    """Evaluation data: ``$HETA_LENS_DATA`` or ``../shared/data`` next to the checkout."""
+    """Evaluation data: ``$HETA_LENS_DATA`` if set, else the copy shipped with the package
+    (:data:`VENDORED_DATA`). ``--data-dir`` / ``data_dir=`` override both."""
     configured = os.environ.get("HETA_LENS_DATA")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return VENDORED_DATA
 
 
 def _smollm2_gguf() -> Path:

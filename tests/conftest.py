@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -26,6 +27,16 @@ HAS_CAPTUM = importlib.util.find_spec("captum") is not None
 
 HOOKED_VARIANTS: tuple[Literal["ln", "attn_only", "gqa"], ...] = ("ln", "attn_only", "gqa")
 MODEL_IDS = [*(f"hooked-{v}" for v in HOOKED_VARIANTS), "bridge"]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """This process's environment with a new empty HOME (so every cache under it starts empty)
+    and no ``HETA_LENS_DATA`` / ``HETA_LENS_CACHE`` override; offline."""
+    drop = ("HETA_LENS_DATA", "HETA_LENS_CACHE", "HF_HOME", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    home.mkdir(parents=True, exist_ok=True)
+    env |= {"HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return env
 
 
 def make_model(model_id: str):

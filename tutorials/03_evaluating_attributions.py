@@ -63,8 +63,8 @@ model = H.load_model("smollm2-135m", backend="bridge")
 # answer, and the SciQ question; the explained token is the first token of the answer after
 # `Answer:`. `support_spans` mark the supporting evidence (answer occurrences and the
 # question's content words in the support). The default set of 2,400 rows is built once (about
-# 5 s) from the SciQ and NarrativeQA files in the data folder, `$HETA_LENS_DATA` or
-# `shared/data` next to the checkout (`heta_lens.models.default_data_dir()`), and cached;
+# 5 s) from the SciQ and NarrativeQA files shipped with the package (or `$HETA_LENS_DATA`;
+# `heta_lens.models.default_data_dir()`), and cached;
 # `docs/curated_schema.md` has the schema, and `load_curated(model, data_path=...)` reads any
 # file that follows it.
 #

@@ -17,6 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests.conftest import isolated_env
+
 ROOT = Path(__file__).resolve().parents[2]
 READS = (Path("benchmarks/RESULTS.md"), Path("evals/runs/curated-smollm2-135m"))
 """Repository files the tutorials read (relative to the repository root)."""
@@ -138,7 +140,13 @@ def test_circuit_analysis_runs(tmp_path: Path):
 
 @pytest.mark.tutorial
 @pytest.mark.slow
-def test_evaluating_attributions_runs(tmp_path: Path):
+def test_evaluating_attributions_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Also: from the clone alone (vendored data, empty caches under a new HOME)."""
+    env = isolated_env(tmp_path / "home")
+    for name in ("HETA_LENS_DATA", "HETA_LENS_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     notebook, cwd = _execute("03_evaluating_attributions", tmp_path)
     text = _text(notebook)
     assert "kept 2" in text
@@ -147,6 +155,7 @@ def test_evaluating_attributions_runs(tmp_path: Path):
     assert re.search(r"\d+ complete instances", text)
     assert (cwd / "out" / "curated_short.jsonl").is_file()
     assert _pngs(notebook) == 2
+    assert (tmp_path / "home" / ".cache" / "heta_lens" / "evals").is_dir()
     _check_clean(notebook)
 
 

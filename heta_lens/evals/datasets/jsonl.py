@@ -30,6 +30,9 @@ def read_jsonl(
             message names the file and the 1-based line number.
     """
     file = require_file(Path(path), what=what)
+    schema = f"; a {what} holds one JSON object per line"
+    if required_fields:
+        schema += f" with fields {list(required_fields)}"
     rows: list[dict[str, Any]] = []
     with file.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -38,14 +41,14 @@ def read_jsonl(
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{file}:{number}: malformed JSON ({err.msg})") from None
+                raise ValueError(f"{file}:{number}: malformed JSON ({err.msg}){schema}") from None
             if not isinstance(row, dict):
                 raise ValueError(
-                    f"{file}:{number}: expected a JSON object, got {type(row).__name__}"
+                    f"{file}:{number}: expected a JSON object, got {type(row).__name__}{schema}"
                 )
             missing = [k for k in required_fields if k not in row]
             if missing:
-                raise ValueError(f"{file}:{number}: missing required field(s) {missing}")
+                raise ValueError(f"{file}:{number}: missing required field(s) {missing}{schema}")
             rows.append(row)
     return rows
 

@@ -57,7 +57,7 @@ def read_prompts(path: Path) -> list[str]:
     lines = require_file(path, what="prompt file").read_text(encoding="utf-8").splitlines()
     prompts = [line.strip() for line in lines if line.strip()]
     if not prompts:
-        raise ValueError(f"{path} holds no prompt")
+        raise ValueError(f"{path} holds no prompt (expected one prompt per line)")
     return prompts
 
 
