@@ -20,8 +20,8 @@ from heta_lens.registry import (
 )
 from heta_lens.result import AttributionResult, HetaResult
 
-# Registers the baselines (saliency, integrated gradients, occlusion, ReAGent, ...) next to HETA.
-from heta_lens.evals import baselines as _baselines  # noqa: E402, F401  isort: skip
+# Registers every built-in method (HETA and its ablations, then the baselines).
+from heta_lens import methods as _methods  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "ABLATIONS",

@@ -31,8 +31,8 @@ from heta_lens.attribute import attribute
 from heta_lens.config import HetaConfig
 from heta_lens.curvature import target_log_prob_fn
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.information import kl_divergence, mask_rows
 from heta_lens.inputs import Prepared, prepare
+from heta_lens.masking import kl_divergence, mask_rows
 
 T = TypeVar("T")
 

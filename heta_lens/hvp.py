@@ -5,7 +5,7 @@ strategies:
 
 - ``"batched_grad"`` (default): one forward and one first backward at x, then the double
   backward is vmapped over the probes (``torch.autograd.grad(..., is_grads_batched=True)``).
-  Measured 2–7× faster than ``"replicate"`` on SmolLM2-135M at 64 tokens (2-core CPU).
+  The faster of the two on our models (``benchmarks/RESULTS.md``).
 - ``"replicate"``: the point x is replicated along a batch axis, one row per probe
   vector; one batched forward, one backward with ``create_graph=True`` and one double
   backward give H v for every row. Rows are independent because a transformer treats batch
@@ -13,10 +13,9 @@ strategies:
 
 Why double backward and not ``torch.func``: torch.func's ``jvp(grad(f))``/``vjp(grad(f))``
 need the model traced functionally; through TL's hook machinery (HookedTransformer especially)
-they were measured 10–50× slower on our machines, and SDPA kernels have no forward-mode AD
-on CPU. Both strategies give the same numbers (tested against a dense Hessian). Measured on
-SmolLM2-135M, 63-token context, one probe per token, 2 threads: ``batched_grad`` 16 s,
-``replicate`` 35 s (chunk 32); HookedTransformer 18 s vs TransformerBridge 16.5 s.
+they were measured an order of magnitude slower, and SDPA kernels have no forward-mode AD
+on CPU. Both strategies give the same numbers (tested against a dense Hessian); their timings
+live in ``benchmarks/RESULTS.md``.
 """
 
 from collections.abc import Callable

@@ -17,13 +17,11 @@ same ~3e-3 relative band around a float64 reference):
   ``"batched"`` from then on and one :class:`~heta_lens.hooks.fastpath.FastPathWarning` names
   the installed versions.
 
-Measured (SmolLM2-135M, 64 tokens → 63 masked copies, 2 threads, chunk 16, two runs each):
-bridge: ``"batched"`` 6.24/6.27 s, ``"prefix"`` 4.50/4.68 s, against 10.4/10.9 s for 63
-separate full forwards; HookedTransformer: 6.10/6.73 s vs 4.49/4.72 s. Chunks of 8 or 32 were
-no faster than 16. Hence ``"prefix"`` is the default.
+``"prefix"`` is the default because it is the faster of the two on our models (timings in
+``benchmarks/RESULTS.md``, produced by ``heta-lens bench``).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from jaxtyping import Float, Int
@@ -36,50 +34,7 @@ from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.hooks.fastpath import prefix_path_agrees
 from heta_lens.hooks.prefix import PrefixCache
 from heta_lens.inputs import Prepared, prepare
-
-MaskFn = Callable[[Tensor, int], Tensor]
-"""Custom mask: ``fn(embeddings [ctx, d_model], i) -> replacement row [d_model]`` for token i."""
-
-MASK_SCHEMES = ("zero", "mean", "token:<id>")
-
-
-def mask_rows(
-    adapter: ModelAdapter, embeds: Float[Tensor, "ctx d_model"], mask: str | MaskFn
-) -> Float[Tensor, "ctx d_model"]:
-    """The replacement embedding for each context position under ``mask``.
-
-    Raises:
-        ValueError: Unknown scheme or a ``token:<id>`` outside the vocabulary.
-    """
-    ctx = embeds.shape[0]
-    if callable(mask):
-        return torch.stack([mask(embeds, i).to(embeds.dtype) for i in range(ctx)])
-    if mask == "zero":
-        return torch.zeros_like(embeds)
-    if mask == "mean":
-        return adapter.mean_embedding().expand(ctx, -1)
-    if mask.startswith("token:"):
-        try:
-            token_id = int(mask.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"mask {mask!r}: expected 'token:<integer id>'") from None
-        if not 0 <= token_id < adapter.d_vocab:
-            raise ValueError(f"mask {mask!r}: token id outside [0, {adapter.d_vocab})")
-        row = adapter.embed(torch.tensor([[token_id]], device=adapter.device))[0, 0]
-        return row.expand(ctx, -1)
-    raise ValueError(
-        f"unknown mask scheme {mask!r}; valid: {', '.join(MASK_SCHEMES)} or a callable"
-    )
-
-
-def kl_divergence(
-    log_p: Float[Tensor, " d_vocab"], log_q: Float[Tensor, "batch d_vocab"]
-) -> Float[Tensor, " batch"]:
-    """KL(p ‖ q_b) = Σ_v p_v (log p_v − log q_{b,v}) for each row b, clamped at 0.
-
-    Clamping only removes round-off below zero: KL is non-negative by Gibbs' inequality.
-    """
-    return (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0)
+from heta_lens.masking import MaskFn, kl_divergence, mask_rows, masked_copies
 
 
 @typechecked
@@ -177,20 +132,6 @@ def compute_information(
 
 Reruns = Iterator[tuple[Int[Tensor, " batch"], Float[Tensor, "batch d_vocab"]]]
 """(masked positions, last-position log-probabilities of their masked copies), chunk by chunk."""
-
-
-def masked_copies(
-    x: Float[Tensor, "pos d_model"],
-    replacements: Float[Tensor, "ctx d_model"],
-    idx: Int[Tensor, " batch"],
-    *,
-    start: int = 0,
-) -> Float[Tensor, "batch pos d_model"]:
-    """Row b: ``x`` (which starts at context position ``start``) with position ``idx[b]``'s
-    embedding replaced by ``replacements[idx[b]]``."""
-    batch = x.expand(idx.numel(), -1, -1).clone()
-    batch[torch.arange(idx.numel(), device=x.device), idx - start] = replacements[idx]
-    return batch
 
 
 def _batched_reruns(

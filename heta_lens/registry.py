@@ -1,19 +1,18 @@
 """Explicit registry of attribution methods sharing one signature.
 
 Every method is ``fn(model, tokens, *, target, config) -> AttributionResult``
-(:class:`AttributionMethod`). HETA and its six ablations are registered here; baselines
-register themselves the same way.
+(:class:`AttributionMethod`), described by one :class:`MethodSpec`. The built-in methods (HETA,
+its ablations and the baselines) are all registered in one place, :mod:`heta_lens.methods`;
+user code adds its own with :func:`register_method`. Whether a method's scores can be negative
+is a property of each result (``AttributionResult.signed``), not of the name.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from torch import nn
 
 from heta_lens._typing import TokensLike
-from heta_lens.attribute import attribute
-from heta_lens.config import ABLATIONS, HetaConfig
 from heta_lens.result import AttributionResult
 
 
@@ -27,14 +26,13 @@ class AttributionMethod(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class MethodSpec:
-    """A registered method: its function, default config, one-line description, and whether
-    its scores can be negative (``signed``; evals clamp negatives to 0 before normalising)."""
+    """A method: registry name, function, default config (a frozen dataclass or ``None``,
+    serialised with ``dataclasses.asdict`` by the eval runner) and a one-line description."""
 
     name: str
     fn: AttributionMethod
     default_config: Any
     description: str
-    signed: bool = False
 
     def __call__(
         self,
@@ -53,26 +51,28 @@ class MethodSpec:
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a :class:`MethodSpec` to the registry.
+
+    Raises:
+        ValueError: Its name is already registered.
+    """
+    if spec.name in _REGISTRY:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
 def register_method(
-    name: str,
-    fn: AttributionMethod,
-    *,
-    default_config: Any = None,
-    description: str = "",
-    signed: bool = False,
+    name: str, fn: AttributionMethod, *, default_config: Any = None, description: str = ""
 ) -> MethodSpec:
-    """Add a method to the registry.
+    """Add a method to the registry (:func:`register` of a new :class:`MethodSpec`).
 
     Raises:
         ValueError: ``name`` is already registered.
     """
-    if name in _REGISTRY:
-        raise ValueError(f"method {name!r} is already registered")
-    spec = MethodSpec(
-        name=name, fn=fn, default_config=default_config, description=description, signed=signed
-    )
-    _REGISTRY[name] = spec
-    return spec
+    spec = MethodSpec(name=name, fn=fn, default_config=default_config, description=description)
+    return register(spec)
 
 
 def get_method(name: str) -> MethodSpec:
@@ -90,39 +90,3 @@ def get_method(name: str) -> MethodSpec:
 def list_methods() -> list[str]:
     """Registered method names, in registration order."""
     return list(_REGISTRY)
-
-
-def _heta(
-    model: nn.Module, tokens: TokensLike, *, target: int | None, config: Any
-) -> AttributionResult:
-    return attribute(model, tokens, target=target, config=config)
-
-
-def _register_heta() -> None:
-    descriptions: dict[str, Callable[[], str]] = {
-        "full": lambda: "HETA: gate × (β·curvature + γ·information)",
-        "transition_only": lambda: "HETA ablation: the semantic gate alone",
-        "hessian_only": lambda: "HETA ablation: gate × curvature",
-        "kl_only": lambda: "HETA ablation: gate × information (masked KL)",
-        "no_gate": lambda: "HETA ablation: β·curvature + γ·information, no gate",
-        "uniform_gate": lambda: (
-            "HETA ablation: gate with uniform attention flow (value norms only)"
-        ),
-    }
-    for ablation in ABLATIONS:
-        name = "heta" if ablation == "full" else f"heta_{ablation}"
-        register_method(
-            name,
-            _heta,
-            default_config=HetaConfig.ablation(ablation),
-            description=descriptions[ablation](),
-        )
-    register_method(
-        "heta_literal",
-        _heta,
-        default_config=HetaConfig.literal(),
-        description="HETA read literally: unnormalised S and I, attention sink kept",
-    )
-
-
-_register_heta()

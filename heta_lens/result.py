@@ -31,6 +31,9 @@ class AttributionResult:
             by name (e.g. ReAGent's ``steps`` and ``probes_stopped``); empty for most methods.
             Stored with the row of every eval (``heta-lens eval``) so a baseline's behaviour
             can be checked after the run.
+        signed: Whether the scores can be negative (leave-one-out occlusion, ContextCite,
+            gradient methods with ``aggregate="sum"``); an unsigned result with a negative
+            score is refused. Evals clamp negatives to 0 before normalising.
     """
 
     tokens: Tensor
@@ -40,6 +43,7 @@ class AttributionResult:
     token_strings: tuple[str, ...] | None = None
     target_log_prob: float = float("nan")
     diagnostics: dict[str, float | int | bool | str] = field(default_factory=dict, hash=False)
+    signed: bool = False
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 1:
@@ -47,6 +51,11 @@ class AttributionResult:
         if not 1 <= self.target < self.tokens.numel():
             raise ValueError(f"target {self.target} out of range for {self.tokens.numel()} tokens")
         _check_ctx("scores", self.scores, self.target)
+        if not self.signed and bool((self.scores < 0).any()):
+            raise ValueError(
+                f"{self.method}: negative scores in a result that is not signed (a method "
+                "whose scores can be negative returns signed=True)"
+            )
         if self.token_strings is not None and len(self.token_strings) != self.tokens.numel():
             raise ValueError("token_strings must have one entry per token")
 
@@ -132,6 +141,8 @@ def from_dict(data: dict[str, Any]) -> AttributionResult:
         HetaResult if data.pop("class", "AttributionResult") == "HetaResult" else AttributionResult
     )
     known = {f.name for f in fields(cls)}
+    if "signed" not in data:  # written before results said so: negative scores mean signed
+        data["signed"] = any(value < 0 for value in data.get("scores", []))
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:

@@ -21,7 +21,7 @@ ORACLE_TESTS=(
     tests/unit/test_gate.py tests/unit/test_curvature.py tests/unit/test_hvp.py
     tests/unit/test_attribute.py tests/unit/test_backends_agree.py
     tests/unit/test_estimators.py tests/unit/test_windows.py tests/unit/test_model_state.py
-    tests/unit/evals/test_baselines_occlusion.py tests/unit/evals/test_baselines_gradients.py
+    tests/unit/methods/test_baselines_occlusion.py tests/unit/methods/test_baselines_gradients.py
 )
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 

@@ -6,7 +6,8 @@ them cheaply: embeddings can be replaced at ``hook_embed`` (gradients flow throu
 replacement), and only the last position's log-probabilities are computed.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -161,6 +162,32 @@ class ModelAdapter:
         n = self.d_vocab * self.d_model
         mean = total / n
         return float(((squares / n - mean**2) * n / (n - 1)).clamp_min(0).sqrt())
+
+    @contextmanager
+    def token_embedding_offsets(
+        self, ids: Int[Tensor, " n_ids"], offsets: Float[Tensor, "n_ids d_model"]
+    ) -> Iterator[None]:
+        """Add ``offsets[j]`` to the embedding of token id ``ids[j]``, wherever it occurs, in
+        every forward inside the block.
+
+        The offset depends on the token id, which ``hook_embed`` does not see, so this hooks
+        the embedding module itself; the hook is removed on exit, also when the block raises.
+        """
+        keys = ids.to(self.device)
+        values = offsets.to(device=self.device, dtype=self.dtype)
+
+        def add(_module: nn.Module, args: tuple[object, ...], output: Tensor) -> Tensor:
+            tokens = args[0]
+            if not isinstance(tokens, Tensor):
+                return output
+            match = (tokens[..., None] == keys).to(values.dtype)  # [..., pos, n_ids]
+            return output + match @ values
+
+        handle = self.model.embed.register_forward_hook(add)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     # ------------------------------------------------------------------ forwards
     def last_log_probs(

@@ -56,6 +56,7 @@ def _plain_result(strings: tuple[str, ...]) -> H.AttributionResult:
         scores=torch.linspace(-1.0, 2.0, len(strings) - 1, dtype=torch.float64),
         method="toy",
         token_strings=strings,
+        signed=True,
     )
 
 

@@ -12,7 +12,7 @@ def test_every_registered_method_honours_the_contract(model, tokens, name):
     assert result.method == name
     assert result.target == 5 and result.scores.shape == (5,)
     assert bool(torch.isfinite(result.scores).all())
-    if not spec.signed:
+    if not result.signed:
         assert bool((result.scores >= 0).all())
 
 
@@ -31,3 +31,48 @@ def test_duplicate_registration_rejected():
     spec = H.get_method("heta")
     with pytest.raises(ValueError, match="already registered"):
         H.register_method("heta", spec.fn)
+
+
+def test_import_heta_lens_does_not_load_the_eval_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, heta_lens; "
+        "print(sorted(m for m in sys.modules if m.startswith('heta_lens.evals')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_builtin_method_is_registered_from_one_place():
+    from heta_lens.methods import BASELINES, BUILTIN
+
+    assert [spec.name for spec in BUILTIN] == H.list_methods()[: len(BUILTIN)]
+    assert all(H.get_method(spec.name) is spec for spec in BUILTIN)
+    assert not any(spec.name.startswith("heta") for spec in BASELINES)
+
+
+def test_signedness_comes_with_the_result(model, tokens):
+    from heta_lens.methods.gradients import InputXGradientConfig
+
+    ixg = H.get_method("input_x_gradient")
+    summed = ixg(model, tokens, target=5, config=InputXGradientConfig(aggregate="sum"))
+    assert summed.signed and not ixg(model, tokens, target=5).signed
+    assert H.get_method("occlusion")(model, tokens, target=5).signed
+    assert not H.get_method("heta")(model, tokens, target=5).signed
+
+
+def test_unsigned_result_with_a_negative_score_is_refused():
+    tokens = torch.tensor([1, 5, 7])
+    with pytest.raises(ValueError, match="negative scores in a result that is not signed"):
+        H.AttributionResult(tokens=tokens, target=2, scores=torch.tensor([0.5, -0.1]), method="m")
+    signed = H.AttributionResult(
+        tokens=tokens, target=2, scores=torch.tensor([0.5, -0.1]), method="m", signed=True
+    )
+    from heta_lens.result import from_dict
+
+    assert from_dict(signed.to_dict()).signed
+    legacy = signed.to_dict()
+    del legacy["signed"]  # written before results carried the flag
+    assert from_dict(legacy).signed

@@ -53,6 +53,7 @@ def _plain_result() -> H.AttributionResult:
         scores=torch.tensor([0.5, -1.0, 0.25, 2.0, 0.0], dtype=torch.float64),
         method="toy",
         token_strings=TRICKY,
+        signed=True,
     )
 
 

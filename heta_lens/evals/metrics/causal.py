@@ -12,7 +12,7 @@ Corruption (``corruption=``):
   c = ``noise_scale`` (3, as in their paper) and σ the standard deviation of all entries of the
   embedding matrix (at ``hook_embed`` scale); averaged over ``n_draws`` draws.
 - ``"zero"`` | ``"mean"`` | ``"token:<id>"``: the deterministic replacements of
-  :func:`heta_lens.information.mask_rows` (one draw).
+  :func:`heta_lens.masking.mask_rows` (one draw).
 
 Every draw's corrupted rows are kept in :class:`TokenEffects`, so all methods of one target are
 scored against the *same* interventions, and the single-token effects (method independent) are
@@ -42,8 +42,8 @@ from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import batch_log_probs, ranking, replaced, validated
 from heta_lens.evals.metrics.rank import spearman
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.information import mask_rows
 from heta_lens.inputs import Prepared
+from heta_lens.masking import mask_rows
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,7 @@
 Tokens are taken in descending score order (ties: earlier position first) and, at step j,
 the top k_j = max(1, ceil(f_j · ctx)) of them are "removed" (deletion curve) or are the only
 ones left (insertion curve). "Removing" a token replaces its input embedding with the mask
-row of :func:`heta_lens.information.mask_rows` (``"zero"`` by default, as HETA masks); the
+row of :func:`heta_lens.masking.mask_rows` (``"zero"`` by default, as HETA masks); the
 sequence keeps its length and every position keeps its positional encoding. Literal deletion
 would shift every later token's position (RoPE / learned positions), mixing a position effect
 into the measurement, and give every step a different length, which would need padding and
@@ -42,7 +42,7 @@ from heta_lens.evals.metrics._common import (
     validated,
 )
 from heta_lens.hooks import preserved_model_state
-from heta_lens.information import mask_rows
+from heta_lens.masking import mask_rows
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 

@@ -25,7 +25,7 @@ from heta_lens.evals.metrics._common import (
     validated,
 )
 from heta_lens.hooks import preserved_model_state
-from heta_lens.information import kl_divergence, mask_rows
+from heta_lens.masking import kl_divergence, mask_rows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +40,7 @@ class HardTopK:
         k: Tokens masked (NC) / kept (NS) at each fraction.
         nc_per_fraction: The KL after masking the top-k, per fraction.
         ns_per_fraction: −KL after keeping only the top-k, per fraction.
-        mask: Mask scheme used (see :func:`heta_lens.information.mask_rows`).
+        mask: Mask scheme used (see :func:`heta_lens.masking.mask_rows`).
     """
 
     nc: float
@@ -81,7 +81,7 @@ def hard_topk_kl(
         NC = mean_f KL(q ‖ p_{without T_f}),   NS = mean_f −KL(q ‖ p_{only T_f}),
 
     where "without T_f" replaces the input embeddings of T_f with the mask rows of
-    :func:`heta_lens.information.mask_rows` and "only T_f" replaces every other position's.
+    :func:`heta_lens.masking.mask_rows` and "only T_f" replaces every other position's.
     KL(q ‖ p) = Σ_v q_v (log q_v − log p_v) in nats. All copies run in one batched forward
     (:func:`hard_rows`, :func:`hard_from_log_probs`).
     Not comparable to ReAGent's Soft-NC/Soft-NS (see the module docstring).

@@ -40,7 +40,7 @@ from heta_lens.evals.metrics.soft import (
     soft_rows,
 )
 from heta_lens.hooks import preserved_model_state
-from heta_lens.information import mask_rows
+from heta_lens.masking import mask_rows
 
 
 @dataclass(frozen=True, kw_only=True)

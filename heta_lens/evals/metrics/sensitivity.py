@@ -13,8 +13,7 @@ of the token's *normalised* score (:func:`normalize_attribution`: negatives clam
 A constant attribution has sensitivity 0; lower is more stable.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import torch
 from jaxtyping import Float, Int
@@ -45,31 +44,13 @@ def token_noise(
     return unique, (scale * eps).to(dtype=adapter.dtype)
 
 
-@contextmanager
 def embedding_noise(
     model: nn.Module, ids: Int[Tensor, " n_ids"], noise: Float[Tensor, "n_ids d_model"]
-) -> Iterator[None]:
-    """Add ``noise[j]`` to the embedding of token ``ids[j]`` in every forward inside the block.
-
-    The hook is removed on exit, also when the block raises.
-    """
-    adapter = ModelAdapter(model)
-    module: nn.Module = adapter.model.embed
-    keys = ids.to(adapter.device)
-    values = noise.to(device=adapter.device, dtype=adapter.dtype)
-
-    def add(_module: nn.Module, args: tuple[object, ...], output: Tensor) -> Tensor:
-        tokens = args[0]
-        if not isinstance(tokens, Tensor):
-            return output
-        match = (tokens[..., None] == keys).to(values.dtype)  # [..., pos, n_ids]
-        return output + match @ values
-
-    handle = module.register_forward_hook(add)
-    try:
-        yield
-    finally:
-        handle.remove()
+) -> AbstractContextManager[None]:
+    """Add ``noise[j]`` to the embedding of token ``ids[j]`` in every forward inside the block
+    (:meth:`heta_lens.hooks.ModelAdapter.token_embedding_offsets`; removed on exit, also when
+    the block raises)."""
+    return ModelAdapter(model).token_embedding_offsets(ids, noise)
 
 
 def sensitivity(draws: Float[Tensor, "draw ctx"]) -> float:

@@ -7,7 +7,7 @@ import torch
 
 from heta_lens.evals.metrics import HardTopK, hard_topk_kl
 from heta_lens.hooks import ModelAdapter
-from heta_lens.information import mask_rows
+from heta_lens.masking import mask_rows
 from tests.conftest import make_model, model_params, oracle_tolerance
 from tests.unit import oracles
 from tests.unit.evals.test_metrics_soft import one_position_model

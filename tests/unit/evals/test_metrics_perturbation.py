@@ -10,7 +10,7 @@ import torch
 from heta_lens.evals.metrics import aopc_curves, hard_topk_kl, perturbation_metrics
 from heta_lens.evals.metrics._common import distinct_rows
 from heta_lens.hooks import ModelAdapter, names
-from heta_lens.information import mask_rows
+from heta_lens.masking import mask_rows
 from tests.conftest import make_model, model_params, oracle_tolerance
 from tests.unit import oracles
 

@@ -3,7 +3,9 @@ import pytest
 import scipy.optimize
 import torch
 
-from heta_lens.evals.baselines.contextcite import (
+from heta_lens.hooks import ModelAdapter
+from heta_lens.inputs import prepare
+from heta_lens.methods.contextcite import (
     METHODS,
     ContextCiteConfig,
     ablation_data,
@@ -12,8 +14,6 @@ from heta_lens.evals.baselines.contextcite import (
     sentence_sources,
     surrogate_weights,
 )
-from heta_lens.hooks import ModelAdapter
-from heta_lens.inputs import prepare
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles
 from tests.unit.test_model_state import _assert_same, _snapshot

@@ -48,9 +48,10 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.baselines.common import BaselineEntry, run_baseline
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
+from heta_lens.methods.common import run_baseline
+from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
 Replacement = Literal["model_topk", "random"]
@@ -266,8 +267,8 @@ def reagent(
     return replace(result, diagnostics=diagnostics)
 
 
-METHODS: tuple[BaselineEntry, ...] = (
-    BaselineEntry(
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
         name="reagent",
         fn=reagent,
         default_config=ReagentConfig(),

@@ -4,7 +4,7 @@ import pytest
 import torch
 from captum.attr import FeatureAblation
 
-from heta_lens.evals.baselines.occlusion import (
+from heta_lens.methods.occlusion import (
     METHODS,
     KlOcclusionConfig,
     OcclusionConfig,

@@ -1,8 +1,6 @@
-"""What every baseline shares: input validation, the state guard and the result type."""
+"""What every baseline method shares: input validation, the state guard and the result type."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -12,24 +10,6 @@ from heta_lens._typing import TokensLike
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.inputs import Prepared, prepare
 from heta_lens.result import AttributionResult
-
-
-@dataclass(frozen=True, kw_only=True)
-class BaselineEntry:
-    """One baseline to register: registry name, function, default config, one-line summary.
-
-    ``fn`` has the registry signature ``fn(model, tokens, *, target, config) ->
-    AttributionResult``; ``default_config`` is a frozen dataclass (serialised with
-    ``dataclasses.asdict`` by the eval runner) or ``None``; ``signed``: scores can be
-    negative.
-    """
-
-    name: str
-    fn: Callable[..., AttributionResult]
-    default_config: Any
-    description: str
-    signed: bool = False
-
 
 ScoreFn = Callable[[ModelAdapter, Prepared], Float[Tensor, " ctx"]]
 """Computes one score per context token of a validated request (inside the state guard)."""
@@ -48,8 +28,12 @@ def run_baseline(
     target: int | None,
     method: str,
     score_fn: ScoreFn,
+    signed: bool = False,
 ) -> AttributionResult:
     """Validate ``(model, tokens, target)``, run ``score_fn`` under the state guard, wrap it.
+
+    ``signed``: the scores can be negative (the result says so; an unsigned result with a
+    negative score is refused).
 
     The guard leaves the model as it was (training flags, ``requires_grad``, grad mode, no hook
     left), even when ``score_fn`` raises.
@@ -76,4 +60,5 @@ def run_baseline(
         method=method,
         token_strings=None if strings is None else tuple(strings),
         target_log_prob=log_prob,
+        signed=signed,
     )

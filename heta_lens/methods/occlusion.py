@@ -1,7 +1,7 @@
 """Leave-one-out occlusion baselines: mask one context token, measure what the target loses.
 
 Masking token i replaces its input embedding by ``mask_rows(adapter, E, mask)[i]``
-(:func:`heta_lens.information.mask_rows`, the schemes HETA uses: ``"zero"`` by default,
+(:func:`heta_lens.masking.mask_rows`, the schemes HETA uses: ``"zero"`` by default,
 ``"mean"``, ``"token:<id>"``); every other embedding is untouched. One masked copy per context
 token, ``batch_size`` copies per batched :meth:`ModelAdapter.last_log_probs` forward.
 
@@ -25,10 +25,12 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import KlStrategy
-from heta_lens.evals.baselines.common import BaselineEntry, run_baseline
 from heta_lens.hooks import ModelAdapter
-from heta_lens.information import compute_information, mask_rows, masked_copies
+from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
+from heta_lens.masking import mask_rows, masked_copies
+from heta_lens.methods.common import run_baseline
+from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
 
@@ -128,6 +130,7 @@ def occlusion(
         target=target,
         method="occlusion",
         score_fn=lambda adapter, req: occlusion_scores(adapter, req, config=cfg),
+        signed=True,
     )
 
 
@@ -169,14 +172,14 @@ def kl_occlusion(
     )
 
 
-METHODS: tuple[BaselineEntry, ...] = (
-    BaselineEntry(
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
         name="occlusion",
         fn=occlusion,
         default_config=OcclusionConfig(),
         description="leave-one-out: drop in log P(target) when one token's embedding is masked",
     ),
-    BaselineEntry(
+    MethodSpec(
         name="kl_occlusion",
         fn=kl_occlusion,
         default_config=KlOcclusionConfig(),

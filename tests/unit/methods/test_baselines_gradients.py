@@ -5,9 +5,9 @@ import pytest
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
-from heta_lens.evals.baselines import gradients as G
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
+from heta_lens.methods import gradients as G
 from tests.conftest import oracle_tolerance
 from tests.unit.test_model_state import _assert_same as assert_untouched
 from tests.unit.test_model_state import _snapshot as snapshot

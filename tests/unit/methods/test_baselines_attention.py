@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
-from heta_lens.evals.baselines import attention as A
 from heta_lens.hooks import ModelAdapter
+from heta_lens.methods import attention as A
 from heta_lens.testing import bridge_from_hf, tiny_hooked, tiny_llama_hf
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles

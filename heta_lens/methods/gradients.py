@@ -19,9 +19,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.baselines.common import BaselineEntry, run_baseline
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
+from heta_lens.methods.common import run_baseline
+from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
 Aggregate = Literal["l2", "sum"]
@@ -247,7 +248,10 @@ def saliency(
     def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
         return aggregate_dims(saliency_dims(adapter, req), aggregate=cfg.aggregate)
 
-    return run_baseline(model, tokens, target=target, method="saliency", score_fn=score)
+    signed = cfg.aggregate == "sum"
+    return run_baseline(
+        model, tokens, target=target, method="saliency", score_fn=score, signed=signed
+    )
 
 
 @typechecked
@@ -270,7 +274,10 @@ def input_x_gradient(
     def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
         return aggregate_dims(input_x_gradient_dims(adapter, req), aggregate=cfg.aggregate)
 
-    return run_baseline(model, tokens, target=target, method="input_x_gradient", score_fn=score)
+    signed = cfg.aggregate == "sum"
+    return run_baseline(
+        model, tokens, target=target, method="input_x_gradient", score_fn=score, signed=signed
+    )
 
 
 @typechecked
@@ -295,23 +302,26 @@ def integrated_gradients(
         dims = integrated_gradients_dims(adapter, req, config=cfg)
         return aggregate_dims(dims, aggregate=cfg.aggregate)
 
-    return run_baseline(model, tokens, target=target, method="integrated_gradients", score_fn=score)
+    signed = cfg.aggregate == "sum"
+    return run_baseline(
+        model, tokens, target=target, method="integrated_gradients", score_fn=score, signed=signed
+    )
 
 
-METHODS: tuple[BaselineEntry, ...] = (
-    BaselineEntry(
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
         name="saliency",
         fn=saliency,
         default_config=SaliencyConfig(),
         description="L2 norm of ∂log P(target)/∂ input embedding, per token",
     ),
-    BaselineEntry(
+    MethodSpec(
         name="input_x_gradient",
         fn=input_x_gradient,
         default_config=InputXGradientConfig(),
         description="L2 norm of input embedding ⊙ gradient, per token",
     ),
-    BaselineEntry(
+    MethodSpec(
         name="integrated_gradients",
         fn=integrated_gradients,
         default_config=IntegratedGradientsConfig(),

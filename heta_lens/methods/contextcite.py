@@ -31,10 +31,11 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.baselines.common import BaselineEntry, run_baseline
 from heta_lens.hooks import ModelAdapter
-from heta_lens.information import mask_rows
 from heta_lens.inputs import Prepared
+from heta_lens.masking import mask_rows
+from heta_lens.methods.common import run_baseline
+from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
 Sources = Literal["token", "sentence"]
@@ -241,11 +242,12 @@ def contextcite(
         target=target,
         method="contextcite",
         score_fn=lambda adapter, req: contextcite_scores(adapter, req, config=cfg),
+        signed=True,
     )
 
 
-METHODS: tuple[BaselineEntry, ...] = (
-    BaselineEntry(
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
         name="contextcite",
         fn=contextcite,
         default_config=ContextCiteConfig(),

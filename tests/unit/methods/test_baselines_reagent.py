@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from heta_lens.evals.baselines.reagent import (
+from heta_lens.hooks import ModelAdapter
+from heta_lens.methods.reagent import (
     METHODS,
     ReagentConfig,
     reagent,
     reagent_core,
     topk_candidates,
 )
-from heta_lens.hooks import ModelAdapter
 from tests.unit.test_model_state import _assert_same, _snapshot
 
 V, TARGET_ID, J = 20, 5, 4

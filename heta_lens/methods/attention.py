@@ -14,9 +14,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.baselines.common import BaselineEntry, run_baseline
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
+from heta_lens.methods.common import run_baseline
+from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
 HeadReduction = Literal["mean", "max"]
@@ -156,14 +157,14 @@ def last_layer_attention(
     return run_baseline(model, tokens, target=target, method="last_layer_attention", score_fn=score)
 
 
-METHODS: tuple[BaselineEntry, ...] = (
-    BaselineEntry(
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
         name="attention_rollout",
         fn=attention_rollout,
         default_config=AttentionRolloutConfig(),
         description="Attention rollout (Abnar & Zuidema 2020), residual 0.5, mean over heads",
     ),
-    BaselineEntry(
+    MethodSpec(
         name="last_layer_attention",
         fn=last_layer_attention,
         default_config=LastLayerAttentionConfig(),
