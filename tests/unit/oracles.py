@@ -100,3 +100,14 @@ def explicit_kl(model, prefix: Tensor, masked_embeds: Tensor) -> float:
             0, -1
         ].log_softmax(-1)
     return float(torch.nn.functional.kl_div(masked, orig, log_target=True, reduction="sum"))
+
+
+def explicit_zero_mask_information(model, prefix: Tensor) -> Tensor:
+    """I_i under the zero mask, one pair of plain full forwards per context token (no cache)."""
+    x = embeddings(model, prefix)
+    rows = []
+    for i in range(prefix.numel()):
+        masked = x.clone()
+        masked[i] = 0.0
+        rows.append(explicit_kl(model, prefix, masked))
+    return torch.tensor(rows, dtype=x.dtype)

@@ -25,15 +25,7 @@ def _tolerance(model) -> dict[str, float]:
 
 
 def _explicit_information(model, tokens) -> torch.Tensor:
-    """I_i by one plain forward per masked copy (zero mask), no cache anywhere."""
-    ctx = tokens[:TARGET]
-    x = oracles.embeddings(model, ctx)
-    rows = []
-    for i in range(TARGET):
-        masked = x.clone()
-        masked[i] = 0.0
-        rows.append(oracles.explicit_kl(model, ctx, masked))
-    return torch.tensor(rows, dtype=x.dtype)
+    return oracles.explicit_zero_mask_information(model, tokens[:TARGET])
 
 
 def _fast_path_warnings(record: list[warnings.WarningMessage]) -> list[str]:
