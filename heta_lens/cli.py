@@ -24,7 +24,7 @@ from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
 from heta_lens.presets import PRESETS
-from heta_lens.registry import get_method, list_methods
+from heta_lens.registry import MethodSpec, get_method, list_methods
 from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.targets import append_target_text, greedy_generate
 
@@ -111,12 +111,8 @@ def _targets(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, list[i
 def _run_method(
     model: Any, tokens: torch.Tensor, target: int, args: argparse.Namespace
 ) -> AttributionResult:
-    spec = get_method(args.method)
+    spec = method_spec(args)
     config = spec.default_config
-    if args.preset is not None:
-        if not isinstance(config, HetaConfig):
-            raise ValueError(f"--preset applies to HETA methods, not {args.method!r}")
-        config = replace(PRESETS[args.preset], **_ablation_switches(config))
     if isinstance(config, HetaConfig):
         if args.n_probes is not None:
             config = replace(config, n_probes=args.n_probes)
@@ -125,9 +121,15 @@ def _run_method(
     return spec(model, tokens, target=target, config=config)
 
 
-def _ablation_switches(config: HetaConfig) -> dict[str, Any]:
-    keys = ("use_gate", "use_curvature", "use_information", "gate_mode", "normalization", "sink")
-    return {key: getattr(config, key) for key in keys}
+def method_spec(args: argparse.Namespace) -> MethodSpec:
+    """The registered method ``--method`` names, with ``--preset`` applied
+    (:meth:`MethodSpec.with_preset`).
+
+    Raises:
+        ValueError: Unknown method, or a preset for a method outside the HETA family.
+    """
+    spec = get_method(args.method)
+    return spec if args.preset is None else spec.with_preset(args.preset)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """Named ``HetaConfig`` presets: full HETA and the paper's cheaper variants.
 
-Each preset is a plain :class:`~heta_lens.HetaConfig`; ``heta-lens attribute --preset NAME``
-and ``heta-lens bench`` use them. Their cost and their agreement with ``full`` are measured by
-``heta-lens bench`` (see ``benchmarks/RESULTS.md``), not assumed.
+Each preset is a plain :class:`~heta_lens.HetaConfig`. A preset chooses *how* the curvature is
+estimated (and whether windows are used), never *what* is computed: :func:`with_preset` is the
+one rule, used by ``heta-lens attribute --preset``, the demo and ``heta-lens eval
+--heta-preset``, that applies a preset to a method's config. Their cost and their agreement
+with ``full`` are measured by ``heta-lens bench`` (see ``benchmarks/RESULTS.md``), not assumed.
 """
 
 from dataclasses import replace
@@ -27,6 +29,35 @@ PRESETS: dict[str, HetaConfig] = {
     # Best measured cost/quality trade-off (benchmarks/RESULTS.md, section 5).
     "fast": HetaConfig(curvature_estimator="row", n_probes=8),
 }
+
+
+ESTIMATOR_FIELDS: tuple[str, ...] = (
+    "n_probes",
+    "curvature_estimator",
+    "lowrank_rank",
+    "lowrank_scope",
+    "layer_k",
+    "window",
+    "window_overlap",
+    "window_view",
+)
+"""The fields a preset sets on a method's config; every other field (β, γ, which components,
+gate mode, sink, normalisation, mask, ...) stays the method's."""
+
+
+def with_preset(config: HetaConfig, name: str) -> HetaConfig:
+    """``config`` with the estimator fields (:data:`ESTIMATOR_FIELDS`) of preset ``name``.
+
+    Raises:
+        ValueError: Unknown preset.
+
+    Examples:
+        >>> cfg = with_preset(HetaConfig(beta=0.8, gamma=0.2, use_gate=False), "fast")
+        >>> cfg.curvature_estimator, cfg.n_probes, cfg.beta, cfg.use_gate
+        ('row', 8, 0.8, False)
+    """
+    chosen = preset(name)
+    return replace(config, **{field: getattr(chosen, field) for field in ESTIMATOR_FIELDS})
 
 
 def preset(name: str, **overrides: Any) -> HetaConfig:

@@ -47,6 +47,20 @@ class MethodSpec:
         )
         return result if result.method == self.name else replace(result, method=self.name)
 
+    def with_preset(self, preset: str) -> "MethodSpec":
+        """This method with ``preset``'s estimator settings on its default config
+        (:func:`heta_lens.presets.with_preset`: the one preset-merge rule).
+
+        Raises:
+            ValueError: Unknown preset, or the method is not in the HETA family.
+        """
+        from heta_lens.config import HetaConfig
+        from heta_lens.presets import with_preset
+
+        if not isinstance(self.default_config, HetaConfig):
+            raise ValueError(f"a preset applies to HETA-family methods, not {self.name!r}")
+        return replace(self, default_config=with_preset(self.default_config, preset))
+
 
 _REGISTRY: dict[str, MethodSpec] = {}
 

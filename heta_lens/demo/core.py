@@ -22,7 +22,7 @@ from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
 from heta_lens.models import Backend, list_models, load_model
-from heta_lens.presets import preset as preset_config
+from heta_lens.presets import with_preset
 from heta_lens.registry import get_method
 from heta_lens.result import AttributionResult
 from heta_lens.targets import greedy_generate
@@ -35,14 +35,6 @@ MAX_CHARS = 4000
 """Texts longer than this are refused before tokenising."""
 DEFAULT_MAX_TOKENS = 128
 """Default cap on the tokens of one request (the predicted token included)."""
-_SWITCH_KEYS = (
-    "use_gate",
-    "use_curvature",
-    "use_information",
-    "gate_mode",
-    "normalization",
-    "sink",
-)
 _LEADING_INT = re.compile(r"\s*(-?\d+)\b")
 
 
@@ -192,9 +184,9 @@ def build_request(
 def method_config(method: str, preset: str | None) -> Any:
     """The config ``method`` runs with: its default, or ``preset`` for the HETA family.
 
-    A preset replaces the estimator settings; the method's own switches (which components,
-    gate mode, normalisation, sink) are kept, so ``heta_kl_only`` with ``fast`` is still KL-only.
-    Baselines ignore the preset.
+    A preset replaces the estimator settings only (:func:`heta_lens.presets.with_preset`, the
+    rule the CLI and the evals use too); everything else is the method's, so ``heta_kl_only``
+    with ``fast`` is still KL-only. Baselines ignore the preset.
 
     Raises:
         ValueError: Unknown method or preset (the messages list the valid names).
@@ -202,7 +194,7 @@ def method_config(method: str, preset: str | None) -> Any:
     config = get_method(method).default_config
     if preset is None or not isinstance(config, HetaConfig):
         return config
-    return preset_config(preset, **{key: getattr(config, key) for key in _SWITCH_KEYS})
+    return with_preset(config, preset)
 
 
 def run_method(

@@ -7,7 +7,7 @@ from typing import Any
 
 from heta_lens.config import HetaConfig
 from heta_lens.evals.metrics.causal import check_corruption
-from heta_lens.presets import preset
+from heta_lens.presets import preset, with_preset
 
 METRIC_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment", "causal", "sensitivity")
 """``soft``: Soft-NS/NC (ReAGent recipe); ``hard``: ``hard_topk_kl`` (official HETA code's
@@ -19,18 +19,6 @@ method ``sensitivity_draws`` times)."""
 
 DEFAULT_METRICS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
 """What ``heta-lens eval DATASET`` computes unless ``--metrics`` says otherwise."""
-
-CURVATURE_FIELDS: tuple[str, ...] = (
-    "n_probes",
-    "curvature_estimator",
-    "lowrank_rank",
-    "lowrank_scope",
-    "layer_k",
-    "window",
-    "window_overlap",
-    "window_view",
-)
-"""The fields a ``--heta-preset`` carries over onto every HETA-family method's config."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,12 +85,8 @@ class EvalSettings:
 
     def heta_config(self, base: HetaConfig) -> HetaConfig:
         """``base`` (a registered HETA-family default) with the run's preset and overrides."""
-        changes: dict[str, Any] = {}
-        if self.heta_preset is not None:
-            chosen = preset(self.heta_preset)
-            changes = {name: getattr(chosen, name) for name in CURVATURE_FIELDS}
-        changes.update(dict(self.heta_overrides))
-        return replace(base, **changes)
+        config = base if self.heta_preset is None else with_preset(base, self.heta_preset)
+        return replace(config, **dict(self.heta_overrides))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
