@@ -1,18 +1,15 @@
 """``attribute``: the full HETA attribution of one target token (plain or windowed)."""
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
-from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
+from heta_lens.components import ComponentCache, Components, target_log_prob
 from heta_lens.config import HetaConfig, WindowView
-from heta_lens.estimators import estimate_curvature
-from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared, prepare
 from heta_lens.result import HetaResult
 from heta_lens.scoring import combine, gate_term, normalize
@@ -26,15 +23,6 @@ from heta_lens.windows import (
     window_spans,
     windowed_terms,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Components:
-    """Raw gate M, curvature S and information I of one request (``None``: switched off)."""
-
-    gate: Float[Tensor, " ctx"]
-    curvature: Float[Tensor, " ctx"] | None
-    information: Float[Tensor, " ctx"] | None
 
 
 @typechecked
@@ -145,20 +133,7 @@ def compute_components(
     adapter: ModelAdapter, req: Prepared, *, config: HetaConfig, progress: bool = False
 ) -> Components:
     """Raw M, S, I of a validated request (inside the state guard); disabled ones are skipped."""
-    gate = gate_from_capture(adapter.capture_attention(req.prefix), mode=config.gate_mode)
-    curvature = information = None
-    if config.use_curvature:
-        curvature = estimate_curvature(adapter, req, config=config, progress=progress)
-    if config.use_information:
-        information = compute_information(
-            adapter,
-            req,
-            mask=config.mask,
-            chunk_size=config.mask_chunk,
-            strategy=config.kl_strategy,
-            progress=progress,
-        )
-    return Components(gate=gate, curvature=curvature, information=information)
+    return ComponentCache(adapter, req, progress=progress).components(config)
 
 
 def result_from_components(
@@ -257,11 +232,6 @@ def _mean_components(windows: list[WindowComponents], ctx: int) -> Components:
 
 def _normalized(values: Tensor | None, config: HetaConfig) -> Tensor | None:
     return None if values is None else normalize(values, config.normalization)
-
-
-def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
-    with torch.no_grad():
-        return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])
 
 
 def _result(

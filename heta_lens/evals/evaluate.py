@@ -16,13 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from heta_lens.evals.datasets import EvalInstance
-from heta_lens.evals.heta_family import heta_family
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import dsa, perturbation_metrics, random_attribution, topk_f1
 from heta_lens.evals.metrics.causal import TokenEffects, causal_scores, token_effects
 from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.store import row_key
+from heta_lens.family import heta_family
 from heta_lens.result import AttributionResult
 
 RANDOM = "random"

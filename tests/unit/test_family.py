@@ -5,7 +5,7 @@ import torch
 
 from heta_lens import attribute
 from heta_lens.config import HetaConfig
-from heta_lens.evals.heta_family import heta_family
+from heta_lens.family import heta_family
 from heta_lens.registry import get_method, list_methods
 from tests.conftest import model_params
 

@@ -1,0 +1,122 @@
+"""HETA's three components of one request, each computed once per setting that changes it.
+
+:class:`ComponentCache` is the one place that runs the gate (attention capture), the
+curvature estimator and the masked reruns. :func:`heta_lens.attribute` asks it for one config's
+components; :func:`heta_lens.family.heta_family` asks it for many configs' (HETA, its
+ablations, ``@beta=`` variants) and so computes each distinct component once.
+"""
+
+from dataclasses import astuple, dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from heta_lens.config import HetaConfig
+from heta_lens.estimators import estimate_curvature
+from heta_lens.gate import gate_from_capture
+from heta_lens.hooks import AttentionCapture, ModelAdapter
+from heta_lens.information import compute_information
+from heta_lens.inputs import Prepared
+
+
+@dataclass(frozen=True, kw_only=True)
+class Components:
+    """Raw gate M, curvature S and information I of one request (``None``: switched off)."""
+
+    gate: Float[Tensor, " ctx"]
+    curvature: Float[Tensor, " ctx"] | None
+    information: Float[Tensor, " ctx"] | None
+
+
+@dataclass(frozen=True)
+class _CurvatureKey:
+    """The fields that change S's value (HVP batching strategy and chunking do not)."""
+
+    n_probes: int
+    seed: int
+    estimator: str
+    lowrank_rank: int
+    lowrank_scope: str
+    layer_k: int
+
+
+def curvature_key(config: HetaConfig) -> tuple[object, ...]:
+    """What two configs must share to have the same curvature S."""
+    return astuple(
+        _CurvatureKey(
+            n_probes=config.n_probes,
+            seed=config.seed,
+            estimator=config.curvature_estimator,
+            lowrank_rank=config.lowrank_rank,
+            lowrank_scope=config.lowrank_scope,
+            layer_k=config.layer_k,
+        )
+    )
+
+
+class ComponentCache:
+    """Gate, curvature and information of one validated request, computed lazily and kept.
+
+    The attention capture is taken once; the gate once per ``gate_mode``; S once per
+    :func:`curvature_key`; I once per mask scheme (the KL strategy and chunking change only
+    round-off). Use inside the model-state guard.
+
+    Args:
+        adapter: The model surface.
+        req: The validated request.
+        progress: Show tqdm bars for the HVP and masked-rerun loops.
+    """
+
+    def __init__(self, adapter: ModelAdapter, req: Prepared, *, progress: bool = False) -> None:
+        self.adapter = adapter
+        self.req = req
+        self.progress = progress
+        self._capture: AttentionCapture | None = None
+        self._gates: dict[str, Tensor] = {}
+        self._curvatures: dict[tuple[object, ...], Tensor] = {}
+        self._informations: dict[str, Tensor] = {}
+
+    def gate(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
+        """The raw gate M for ``config.gate_mode``."""
+        if config.gate_mode not in self._gates:
+            if self._capture is None:
+                self._capture = self.adapter.capture_attention(self.req.prefix)
+            self._gates[config.gate_mode] = gate_from_capture(self._capture, mode=config.gate_mode)
+        return self._gates[config.gate_mode]
+
+    def curvature(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
+        """The raw curvature S of ``config``'s estimator settings."""
+        key = curvature_key(config)
+        if key not in self._curvatures:
+            self._curvatures[key] = estimate_curvature(
+                self.adapter, self.req, config=config, progress=self.progress
+            )
+        return self._curvatures[key]
+
+    def information(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
+        """The raw information I under ``config.mask``."""
+        if config.mask not in self._informations:
+            self._informations[config.mask] = compute_information(
+                self.adapter,
+                self.req,
+                mask=config.mask,
+                chunk_size=config.mask_chunk,
+                strategy=config.kl_strategy,
+                progress=self.progress,
+            )
+        return self._informations[config.mask]
+
+    def components(self, config: HetaConfig) -> Components:
+        """M, S, I as ``config`` asks for them (components it switches off are not computed)."""
+        return Components(
+            gate=self.gate(config),
+            curvature=self.curvature(config) if config.use_curvature else None,
+            information=self.information(config) if config.use_information else None,
+        )
+
+
+def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
+    """log P(tokens[target] | tokens[:target]) from one plain forward."""
+    with torch.no_grad():
+        return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])

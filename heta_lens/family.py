@@ -1,0 +1,71 @@
+"""HETA and its ablations from one set of components: one orchestration for many configs.
+
+The six ablations, ``heta_literal`` and ``@beta=`` variants differ only in how gate M,
+curvature S and information I are combined, and (``uniform_gate``) in how the gate's flow is
+read. :func:`heta_family` asks one :class:`~heta_lens.components.ComponentCache` for every
+config's components, so each distinct component is computed once, and combines them exactly as
+:func:`heta_lens.attribute` does (same function), giving the numbers each method gives alone.
+The eval runner calls it for every HETA-family method of a target.
+"""
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from torch import nn
+
+from heta_lens._typing import TokensLike
+from heta_lens.attribute import attribute, result_from_components
+from heta_lens.components import ComponentCache, target_log_prob
+from heta_lens.config import HetaConfig
+from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.inputs import prepare
+from heta_lens.result import HetaResult
+
+
+def heta_family(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None,
+    configs: Mapping[str, HetaConfig],
+) -> dict[str, HetaResult]:
+    """One :class:`HetaResult` per named config, sharing every component they have in common.
+
+    Attention is captured once; the gate is read once per ``gate_mode``; S once per distinct
+    curvature setting (probes, seed, estimator and its rank/layer options); I once per mask
+    scheme (the KL strategy changes only round-off). Windowed configs whose window is shorter
+    than the context run on their own through :func:`heta_lens.attribute`.
+
+    Args:
+        model: A ``HookedTransformer`` or ``TransformerBridge``.
+        tokens: Token ids containing the target, or a string.
+        target: Index of the explained token (default: the last).
+        configs: Method name → config.
+
+    Returns:
+        Method name → result (``result.method`` is the name), in the order of ``configs``.
+
+    Raises:
+        ValueError/TypeError: As :func:`heta_lens.attribute`.
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    out: dict[str, HetaResult] = {}
+    plain: dict[str, HetaConfig] = {}
+    for name, config in configs.items():
+        if config.window is not None and req.target > config.window:
+            result = attribute(model, req.tokens, target=req.target, config=config)
+            out[name] = replace(result, method=name)
+        else:
+            plain[name] = config
+    if plain:
+        with preserved_model_state(model):
+            log_prob = target_log_prob(adapter, req)
+            cache = ComponentCache(adapter, req)
+            for name, config in plain.items():
+                parts = cache.components(config)
+                result = result_from_components(
+                    adapter, req, parts, log_prob=log_prob, config=config
+                )
+                out[name] = replace(result, method=name)
+    return {name: out[name] for name in configs}
