@@ -18,7 +18,7 @@ def _rope_theta(hf_config: Any) -> float:
     return float(theta)
 
 
-def llama_hooked_config(hf_config: Any, *, dtype: torch.dtype = torch.float32) -> Any:
+def _llama_hooked_config(hf_config: Any, *, dtype: torch.dtype = torch.float32) -> Any:
     """A ``HookedTransformerConfig`` equivalent to a HF ``LlamaConfig`` (RMS, RoPE, gated SiLU).
 
     Raises:
@@ -77,7 +77,7 @@ def hooked_from_hf_llama(
     from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
 
     resolved: torch.dtype = next(hf_model.parameters()).dtype if dtype is None else dtype
-    cfg = llama_hooked_config(hf_model.config, dtype=resolved)
+    cfg = _llama_hooked_config(hf_model.config, dtype=resolved)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
     state = convert_llama_weights(hf_model, cfg)
     model.load_and_process_state_dict(

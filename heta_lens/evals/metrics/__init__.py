@@ -11,7 +11,7 @@
 - :mod:`~heta_lens.evals.metrics.stats`: bootstrap intervals.
 """
 
-from heta_lens.evals.metrics.alignment import dsa, dsa_coarse, topk_f1
+from heta_lens.evals.metrics.alignment import dsa, topk_f1
 from heta_lens.evals.metrics.causal import CausalScores, TokenEffects, causal_scores, token_effects
 from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
 from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
@@ -46,7 +46,6 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_log_ratio",
     "dsa",
-    "dsa_coarse",
     "hard_topk_kl",
     "hellinger_distance",
     "log_ratio",

@@ -44,9 +44,9 @@ def as_mask(positions: Tensor, ctx: int, *, name: str) -> Bool[Tensor, " ctx"]:
 def dsa(scores: Float[Tensor, " ctx"], *, support: Positions, narrative: Positions) -> float:
     """DSA = Σ_{i∈support} a_i − Σ_{i∈narrative} a_i with a = normalize_attribution(scores).
 
-    Fine DSA: ``support`` = the annotated support tokens S. Coarse DSA: ``support`` = the
-    whole SciQ segment (:func:`dsa_coarse`). Lies in [−1, 1]: +1 when all mass is on the
-    support, −1 when all of it is on the narrative.
+    Fine DSA: ``support`` = the annotated support tokens S. Coarse DSA (the eval rows'
+    ``dsa_coarse``): ``support`` = the whole SciQ segment. Lies in [−1, 1]: +1 when all mass
+    is on the support, −1 when all of it is on the narrative.
 
     Args:
         scores: One score per context token, ``[ctx]``.
@@ -69,12 +69,6 @@ def dsa(scores: Float[Tensor, " ctx"], *, support: Positions, narrative: Positio
         raise ValueError("support and narrative positions overlap; they are disjoint segments")
     a = normalize_attribution(scores)
     return float(a[s].sum() - a[n].sum())
-
-
-@typechecked
-def dsa_coarse(scores: Float[Tensor, " ctx"], *, sciq: Positions, narrative: Positions) -> float:
-    """Coarse DSA: mass on the whole SciQ segment − mass on the narrative (see :func:`dsa`)."""
-    return dsa(scores, support=sciq, narrative=narrative)
 
 
 @typechecked

@@ -1,30 +1,32 @@
-"""Rank statistics shared by the evals: Spearman ρ with average ranks for ties."""
+"""Rank statistics shared by the evals: Spearman ρ with average ranks for ties (scipy)."""
+
+from typing import Any
 
 import numpy as np
+from scipy import stats
 from torch import Tensor
 
 
+def _numpy(values: Tensor) -> np.ndarray:
+    return values.detach().double().cpu().numpy().ravel()
+
+
 def average_ranks(values: Tensor) -> np.ndarray:
-    """Ranks 0..n−1 of ``values`` (ascending); tied values share their mean rank.
+    """Ranks 0..n−1 of ``values`` (ascending); tied values share their mean rank
+    (``scipy.stats.rankdata(method="average") - 1``).
 
     Examples:
         >>> import torch
         >>> average_ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist()
         [2.5, 0.0, 2.5, 1.0]
     """
-    x = values.detach().double().cpu().numpy().ravel()
-    order = x.argsort(kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
+    return stats.rankdata(_numpy(values), method="average") - 1.0
 
 
 def spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman ρ of two equal-length vectors (Pearson correlation of average ranks).
+    """Spearman ρ of two equal-length vectors (``scipy.stats.spearmanr``, average ranks).
 
-    Returns NaN when either vector is constant (ρ is undefined there).
+    Returns NaN when either vector is constant (ρ is undefined there; scipy would warn).
 
     Raises:
         ValueError: Different lengths or fewer than 2 entries.
@@ -38,7 +40,8 @@ def spearman(a: Tensor, b: Tensor) -> float:
         raise ValueError(f"spearman needs equal lengths; got {a.numel()} and {b.numel()}")
     if a.numel() < 2:
         raise ValueError("spearman needs at least 2 entries")
-    ra, rb = average_ranks(a), average_ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
+    x, y = _numpy(a), _numpy(b)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    result: Any = stats.spearmanr(x, y)  # SignificanceResult; scipy's stubs type it loosely
+    return float(result.statistic)

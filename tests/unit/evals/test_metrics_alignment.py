@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from heta_lens.evals.metrics import dsa, dsa_coarse, topk_f1
+from heta_lens.evals.metrics import dsa, topk_f1
 
 # context layout: narrative 0-3 | sep 4 | SciQ support 5-9 (annotated S = {6, 8}) | question 10-11
 NARRATIVE = torch.tensor([True] * 4 + [False] * 8)
@@ -27,10 +27,10 @@ def test_hand_example_with_negative_scores_clamped():
     # positive mass: 6 → 3, 1 → 1, 11 → 4 (total 8); the −5 on position 7 is clamped to 0
     s = scores_with({6: 3.0, 1: 1.0, 11: 4.0, 7: -5.0})
     assert dsa(s, support=S, narrative=NARRATIVE) == pytest.approx(3 / 8 - 1 / 8)
-    assert dsa_coarse(s, sciq=SCIQ, narrative=NARRATIVE) == pytest.approx(3 / 8 - 1 / 8)
+    assert dsa(s, support=SCIQ, narrative=NARRATIVE) == pytest.approx(3 / 8 - 1 / 8)
     s[9] = 8.0  # support segment but not in S: counts for coarse only (total 16)
     assert dsa(s, support=S, narrative=NARRATIVE) == pytest.approx(3 / 16 - 1 / 16)
-    assert dsa_coarse(s, sciq=SCIQ, narrative=NARRATIVE) == pytest.approx(11 / 16 - 1 / 16)
+    assert dsa(s, support=SCIQ, narrative=NARRATIVE) == pytest.approx(11 / 16 - 1 / 16)
 
 
 def test_masks_and_index_tensors_agree_and_no_positive_mass_is_uniform():
@@ -47,7 +47,7 @@ def test_dsa_range_on_random_scores():
     for _ in range(50):
         s = torch.randn(12, generator=gen, dtype=torch.float64)
         assert -1.0 <= dsa(s, support=S, narrative=NARRATIVE) <= 1.0
-        assert -1.0 <= dsa_coarse(s, sciq=SCIQ, narrative=NARRATIVE) <= 1.0
+        assert -1.0 <= dsa(s, support=SCIQ, narrative=NARRATIVE) <= 1.0
 
 
 def test_dsa_rejects_overlap_and_out_of_range():
