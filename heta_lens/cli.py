@@ -183,7 +183,7 @@ def format_table(result: AttributionResult, *, top: int) -> str:
 
 
 def _cmd_attribute(args: argparse.Namespace) -> int:
-    get_method(args.method)  # fail on an unknown method before loading anything
+    method_spec(args)  # fail on an unknown method or a misplaced preset before loading anything
     start = time.perf_counter()
     print(f"loading {args.model} ({args.backend}) ...", file=sys.stderr)
     model = load_model(args.model, backend=args.backend)
