@@ -43,7 +43,9 @@ def _gap(new: float | None, old: float | None) -> tuple[float, float]:
     return diff, diff / max(abs(old), 1e-12)
 
 
-def compare_run(run: Path, *, n_instances: int, skip: set[str]) -> dict[str, dict[str, Any]]:
+def compare_run(
+    run: Path, *, n_instances: int, skip: set[str], only: set[str]
+) -> dict[str, dict[str, Any]]:
     """Method → {rows, score_abs, score_rel, metric_abs, metric_rel, worst_metric}."""
     from heta_lens.cli_eval import load_instances
     from heta_lens.evals.evaluate import evaluate_target
@@ -76,6 +78,8 @@ def compare_run(run: Path, *, n_instances: int, skip: set[str]) -> dict[str, dic
                 - skip
                 - {"random"}
             )
+            if only:
+                methods = [m for m in methods if m in only]
             for row in evaluate_target(model, instance, target, methods=methods, settings=settings):
                 old = stored.get(row["key"])
                 if old is None:
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="*", type=Path, help="run dirs (default: evals/runs/*)")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--skip-methods", default="", help="comma-separated methods not rerun")
+    parser.add_argument("--methods", default="", help="comma-separated: rerun only these")
     parser.add_argument("--atol", type=float, default=1e-4)
     parser.add_argument("--rtol", type=float, default=1e-3)
     args = parser.parse_args(argv)
@@ -108,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = args.runs or sorted(p for p in (ROOT / "evals" / "runs").iterdir() if p.is_dir())
     skip = {m for m in args.skip_methods.split(",") if m}
+    only = {m for m in args.methods.split(",") if m}
     failed = False
     for run in runs:
         print(f"== {run.name}", flush=True)
         try:
-            report = compare_run(run, n_instances=args.instances, skip=skip)
+            report = compare_run(run, n_instances=args.instances, skip=skip, only=only)
         except ModelNotInstalledError as error:
             print(f"   not reproduced: {error}")
             continue
