@@ -1,5 +1,7 @@
 """Curvature sensitivity S_i (HETA eq. 3): Hutchinson estimate of ‖H_ii r‖₁ per token block."""
 
+from functools import partial
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
@@ -7,9 +9,9 @@ from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import HvpStrategy
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
 from heta_lens.hvp import BatchedScalarFn, HvpOperator
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared, on_request
 
 
 def rademacher_probes(
@@ -183,18 +185,15 @@ def curvature_sensitivity(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return compute_curvature(
-            adapter,
-            req,
-            n_probes=n_probes,
-            probes=probes,
-            generator=generator,
-            chunk_size=chunk_size,
-            strategy=strategy,
-        )
+    compute = partial(
+        compute_curvature,
+        n_probes=n_probes,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+    )
+    return on_request(model, tokens, target, compute)
 
 
 def compute_curvature(

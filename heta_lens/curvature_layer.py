@@ -1,5 +1,7 @@
 """Layer-restricted curvature (HETA-LS): eq. 3 w.r.t. the residual stream entering layer L − k."""
 
+from functools import partial
+
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -11,9 +13,9 @@ from heta_lens.curvature import (
     default_generator,
     resolve_probes,
 )
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
 from heta_lens.hvp import BatchedScalarFn, HvpOperator
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared, on_request
 
 
 def curvature_layer(n_layers: int, k: int) -> int:
@@ -87,19 +89,16 @@ def layer_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return compute_layer_curvature(
-            adapter,
-            req,
-            k=k,
-            n_probes=n_probes,
-            probes=probes,
-            generator=generator,
-            chunk_size=chunk_size,
-            strategy=strategy,
-        )
+    compute = partial(
+        compute_layer_curvature,
+        k=k,
+        n_probes=n_probes,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+    )
+    return on_request(model, tokens, target, compute)
 
 
 def compute_layer_curvature(

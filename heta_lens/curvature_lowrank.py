@@ -8,6 +8,8 @@ Two scopes, both exact at full rank:
   diagonal blocks afterwards, 2·r HVPs in all. Our addition, not the paper's.
 """
 
+from functools import partial
+
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -21,9 +23,9 @@ from heta_lens.curvature import (
     own_block_products,
     resolve_probes,
 )
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
 from heta_lens.hvp import HvpOperator
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared, on_request
 
 
 def block_lowrank_curvature(
@@ -141,20 +143,17 @@ def lowrank_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return compute_lowrank_curvature(
-            adapter,
-            req,
-            rank=rank,
-            scope=scope,
-            n_probes=n_probes,
-            probes=probes,
-            generator=generator,
-            chunk_size=chunk_size,
-            strategy=strategy,
-        )
+    compute = partial(
+        compute_lowrank_curvature,
+        rank=rank,
+        scope=scope,
+        n_probes=n_probes,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+    )
+    return on_request(model, tokens, target, compute)
 
 
 def compute_lowrank_curvature(

@@ -1,5 +1,7 @@
 """Row-block curvature S^row (HETA appendix): one HVP per probe covers every token's row block."""
 
+from functools import partial
+
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -12,9 +14,9 @@ from heta_lens.curvature import (
     hvps_in_chunks,
     resolve_probes,
 )
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
 from heta_lens.hvp import HvpOperator
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared, on_request
 
 
 def row_block_curvature(
@@ -80,18 +82,15 @@ def row_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return compute_row_curvature(
-            adapter,
-            req,
-            n_probes=n_probes,
-            probes=probes,
-            generator=generator,
-            chunk_size=chunk_size,
-            strategy=strategy,
-        )
+    compute = partial(
+        compute_row_curvature,
+        n_probes=n_probes,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+    )
+    return on_request(model, tokens, target, compute)
 
 
 def compute_row_curvature(

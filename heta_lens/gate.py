@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import GateMode
-from heta_lens.hooks import AttentionCapture, ModelAdapter, preserved_model_state
-from heta_lens.inputs import prepare
+from heta_lens.hooks import AttentionCapture
+from heta_lens.inputs import on_request
 
 
 def value_norms(capture: AttentionCapture) -> Float[Tensor, "layer head_index pos"]:
@@ -138,7 +138,9 @@ def semantic_gate(
         >>> gate.shape, round(float(gate.sum()), 6)
         (torch.Size([3]), 1.0)
     """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return gate_from_capture(adapter.capture_attention(req.prefix), mode=mode)
+    return on_request(
+        model,
+        tokens,
+        target,
+        lambda adapter, req: gate_from_capture(adapter.capture_attention(req.prefix), mode=mode),
+    )

@@ -22,6 +22,7 @@ same ~3e-3 relative band around a float64 reference):
 """
 
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 from jaxtyping import Float, Int
@@ -30,10 +31,10 @@ from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import KlStrategy
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
 from heta_lens.hooks.fastpath import prefix_path_agrees
 from heta_lens.hooks.prefix import PrefixCache
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared, on_request
 from heta_lens.masking import MaskFn, kl_divergence, mask_rows, masked_copies
 
 
@@ -80,12 +81,8 @@ def information_gain(
     """
     if not callable(mask) and not isinstance(mask, str):
         raise TypeError(f"mask must be a scheme name or a callable; got {type(mask).__name__}")
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(model):
-        return compute_information(
-            adapter, req, mask=mask, chunk_size=chunk_size, strategy=strategy
-        )
+    compute = partial(compute_information, mask=mask, chunk_size=chunk_size, strategy=strategy)
+    return on_request(model, tokens, target, compute)
 
 
 def compute_information(

@@ -1,12 +1,14 @@
 """Validation of ``(model, tokens, target)`` shared by every public function."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from jaxtyping import Int
-from torch import Tensor
+from torch import Tensor, nn
 
-from heta_lens.hooks import ModelAdapter
+from heta_lens.hooks import ModelAdapter, preserved_model_state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,3 +95,26 @@ def prepare(adapter: ModelAdapter, tokens: object, target: int | None) -> Prepar
             "(choose a target >= 1)"
         )
     return Prepared(tokens=ids, target=index, prefix=ids[:index], target_id=int(ids[index]))
+
+
+T = TypeVar("T")
+
+
+def on_request(
+    model: nn.Module,
+    tokens: object,
+    target: int | None,
+    compute: Callable[[ModelAdapter, Prepared], T],
+) -> T:
+    """The shell of every public engine function: wrap ``model`` in a :class:`ModelAdapter`,
+    validate ``(tokens, target)`` (:func:`prepare`), then run ``compute(adapter, request)``
+    inside :func:`~heta_lens.hooks.preserved_model_state`, so the model is left exactly as it
+    was even when ``compute`` raises.
+
+    Raises:
+        TypeError | ValueError: As :class:`ModelAdapter` and :func:`prepare`.
+    """
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, target)
+    with preserved_model_state(adapter.model):
+        return compute(adapter, req)
