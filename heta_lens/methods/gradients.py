@@ -11,6 +11,7 @@ tensor Captum returns for the same forward) and then aggregates them over ``d_mo
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, get_args
 
 import numpy as np
@@ -244,14 +245,7 @@ def saliency(
         torch.Size([3])
     """
     cfg = config or SaliencyConfig()
-
-    def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
-        return aggregate_dims(saliency_dims(adapter, req), aggregate=cfg.aggregate)
-
-    signed = cfg.aggregate == "sum"
-    return run_baseline(
-        model, tokens, target=target, method="saliency", score_fn=score, signed=signed
-    )
+    return _aggregated(model, tokens, target, "saliency", saliency_dims, cfg.aggregate)
 
 
 @typechecked
@@ -270,13 +264,8 @@ def input_x_gradient(
         TypeError, ValueError: Bad model, tokens or target (see :func:`run_baseline`).
     """
     cfg = config or InputXGradientConfig()
-
-    def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
-        return aggregate_dims(input_x_gradient_dims(adapter, req), aggregate=cfg.aggregate)
-
-    signed = cfg.aggregate == "sum"
-    return run_baseline(
-        model, tokens, target=target, method="input_x_gradient", score_fn=score, signed=signed
+    return _aggregated(
+        model, tokens, target, "input_x_gradient", input_x_gradient_dims, cfg.aggregate
     )
 
 
@@ -297,14 +286,27 @@ def integrated_gradients(
         TypeError, ValueError: Bad model, tokens or target (see :func:`run_baseline`).
     """
     cfg = config or IntegratedGradientsConfig()
+    dims = partial(integrated_gradients_dims, config=cfg)
+    return _aggregated(model, tokens, target, "integrated_gradients", dims, cfg.aggregate)
 
-    def score(adapter: ModelAdapter, req: Prepared) -> Tensor:
-        dims = integrated_gradients_dims(adapter, req, config=cfg)
-        return aggregate_dims(dims, aggregate=cfg.aggregate)
 
-    signed = cfg.aggregate == "sum"
+def _aggregated(
+    model: nn.Module,
+    tokens: TokensLike,
+    target: int | None,
+    method: str,
+    dims: Callable[[ModelAdapter, Prepared], Tensor],
+    aggregate: Aggregate,
+) -> AttributionResult:
+    """A gradient method's per-dimension attributions aggregated over ``d_model``; signed
+    exactly when the aggregate is the plain sum."""
     return run_baseline(
-        model, tokens, target=target, method="integrated_gradients", score_fn=score, signed=signed
+        model,
+        tokens,
+        target=target,
+        method=method,
+        score_fn=lambda adapter, req: aggregate_dims(dims(adapter, req), aggregate=aggregate),
+        signed=aggregate == "sum",
     )
 
 
