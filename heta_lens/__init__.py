@@ -1,13 +1,25 @@
 """heta-lens: Hessian-Enhanced Token Attribution (HETA) for TransformerLens models."""
 
 from heta_lens.attribute import attribute, windowed_attribute
-from heta_lens.config import ABLATIONS, HetaConfig
-from heta_lens.curvature import curvature_sensitivity
-from heta_lens.curvature_layer import layer_curvature
-from heta_lens.curvature_lowrank import lowrank_curvature
-from heta_lens.curvature_row import row_curvature
+from heta_lens.config import (
+    ABLATIONS,
+    Exact,
+    HetaConfig,
+    Hvp,
+    Information,
+    LayerSampled,
+    LowRank,
+    RowBlock,
+    Window,
+)
+from heta_lens.curvature import (
+    curvature_sensitivity,
+    layer_curvature,
+    lowrank_curvature,
+    row_curvature,
+)
+from heta_lens.curvature.hvp import HvpOperator, hessian_vector_products
 from heta_lens.gate import gate_from_capture, semantic_gate
-from heta_lens.hvp import HvpOperator, hessian_vector_products
 from heta_lens.information import information_gain
 from heta_lens.models import list_models, load_hf, load_model
 from heta_lens.presets import PRESETS, preset
@@ -28,9 +40,14 @@ __all__ = [
     "PRESETS",
     "AttributionMethod",
     "AttributionResult",
+    "Exact",
     "HetaConfig",
     "HetaResult",
+    "Hvp",
     "HvpOperator",
+    "Information",
+    "LayerSampled",
+    "LowRank",
     "MethodSpec",
     "attribute",
     "curvature_sensitivity",
@@ -46,6 +63,8 @@ __all__ = [
     "lowrank_curvature",
     "preset",
     "register_method",
+    "RowBlock",
+    "Window",
     "row_curvature",
     "semantic_gate",
     "windowed_attribute",

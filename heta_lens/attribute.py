@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.components import ComponentCache, Components, target_log_prob
-from heta_lens.config import HetaConfig, WindowView
+from heta_lens.config import HetaConfig, Window, WindowView
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.inputs import Prepared, prepare
 from heta_lens.result import HetaResult
@@ -68,8 +68,8 @@ def attribute(
     config = config or HetaConfig()
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, target)
-    if config.window is not None and req.target > config.window:
-        return _windowed(adapter, req, config, view=config.window_view, progress=progress)
+    if config.window is not None and req.target > config.window.size:
+        return _windowed(adapter, req, config, view=config.window.view, progress=progress)
     with preserved_model_state(model):
         log_prob = target_log_prob(adapter, req)
         parts = compute_components(adapter, req, config=config, progress=progress)
@@ -86,9 +86,9 @@ def windowed_attribute(
     view: WindowView | None = None,
     progress: bool = False,
 ) -> HetaResult:
-    """HETA-WIN: HETA over overlapping windows of ``config.window`` context tokens.
+    """HETA-WIN: HETA over overlapping windows of ``config.window.size`` context tokens.
 
-    Windows overlap by ``config.window_overlap`` (:func:`heta_lens.windows.window_spans`); per
+    Windows overlap by ``config.window.overlap`` (:func:`heta_lens.windows.window_spans`); per
     window the gate is renormalised and S, I normalised, and each token's terms are averaged
     over the windows containing it: G'_i = mean_{w∋i} G_w[i], S'_i = mean_{w∋i} norm_w(S)[i],
     I'_i = mean_{w∋i} norm_w(I)[i]; Attr_i = G'_i · (β·S'_i + γ·I'_i). ``gate_term``,
@@ -103,7 +103,8 @@ def windowed_attribute(
         target: Index of the explained token (default: the last).
         config: :class:`HetaConfig`; ``window=None`` means one window over the whole context.
         view: ``"prefix"`` (the model always sees the full prefix) or ``"window"`` (the model
-            sees each window followed by the target); default ``config.window_view``.
+            sees each window followed by the target); default ``config.window.view``
+            (``"prefix"`` without windows).
         progress: Show tqdm progress bars.
 
     Returns:
@@ -116,15 +117,17 @@ def windowed_attribute(
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
-        >>> config = HetaConfig(n_probes=1, window=4, window_overlap=0.5)
+        >>> from heta_lens.config import Exact, Window
+        >>> config = HetaConfig(curvature=Exact(n_probes=1), window=Window(size=4, overlap=0.5))
         >>> ids = torch.tensor([1, 5, 7, 3, 9, 11, 4, 8])
         >>> windowed_attribute(tiny_bridge(), ids, config=config, view="window").scores.shape
         torch.Size([7])
     """
-    view = (config or HetaConfig()).window_view if view is None else view
+    config = config or HetaConfig()
+    if view is None:
+        view = "prefix" if config.window is None else config.window.view
     if view not in ("prefix", "window"):
         raise ValueError(f"unknown window view {view!r}; valid: prefix, window")
-    config = config or HetaConfig()
     adapter = ModelAdapter(model)
     return _windowed(adapter, prepare(adapter, tokens, target), config, view, progress)
 
@@ -170,7 +173,8 @@ def _windowed(
     adapter: ModelAdapter, req: Prepared, config: HetaConfig, view: WindowView, progress: bool
 ) -> HetaResult:
     ctx = req.target
-    spans = window_spans(ctx, config.window or ctx, config.window_overlap)
+    window = config.window or Window(size=ctx)
+    spans = window_spans(ctx, window.size, window.overlap)
     with preserved_model_state(adapter.model):
         log_prob = target_log_prob(adapter, req)
         if view == "prefix":

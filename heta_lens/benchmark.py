@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from heta_lens.attribute import attribute
 from heta_lens.config import HetaConfig
-from heta_lens.curvature import target_log_prob_fn
+from heta_lens.curvature.hvp import target_log_prob_fn
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.inputs import Prepared, prepare
 from heta_lens.masking import kl_divergence, mask_rows
+from heta_lens.registry import get_method
 
 T = TypeVar("T")
 
@@ -113,9 +113,9 @@ def full_memory_probe(model: Any, tokens: Tensor, config: HetaConfig) -> None:
     exact curvature peaks; further chunks reuse the same memory. Used where a complete run
     would exceed the benchmark's time budget.
     """
-    from heta_lens.curvature import block_probe_vectors, rademacher_probes
-    from heta_lens.estimators import hvp_chunk_for
-    from heta_lens.hvp import HvpOperator
+    from heta_lens.curvature import hvp_chunk_for
+    from heta_lens.curvature.hvp import HvpOperator, block_probe_vectors
+    from heta_lens.curvature.probes import rademacher_probes
 
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, None)
@@ -125,9 +125,9 @@ def full_memory_probe(model: Any, tokens: Tensor, config: HetaConfig) -> None:
         probes = rademacher_probes(
             1, ctx, adapter.d_model, generator=torch.Generator().manual_seed(0), dtype=x.dtype
         )
-        chunk = min(hvp_chunk_for(adapter, ctx, config), ctx)
+        chunk = min(hvp_chunk_for(adapter, ctx, config.hvp), ctx)
         pairs = torch.stack([torch.arange(chunk), torch.zeros(chunk)], 1)
-        op = HvpOperator(target_log_prob_fn(adapter, req), x, strategy=config.hvp_strategy)
+        op = HvpOperator(target_log_prob_fn(adapter, req), x, strategy=config.hvp.strategy)
         op(block_probe_vectors(probes, pairs.long()))
 
 
@@ -209,7 +209,7 @@ def fmt_ratio(x: float) -> str:
 
 def timed_attribute(model: Any, tokens: Tensor, config: HetaConfig) -> tuple[Any, Measured]:
     """:func:`heta_lens.attribute` under :func:`measure`."""
-    return measure(lambda: attribute(model, tokens, config=config))
+    return measure(lambda: get_method("heta")(model, tokens, config=config))
 
 
 def load_prompts(data_dir: Path, *, n: int) -> list[str]:

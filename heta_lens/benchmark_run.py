@@ -2,7 +2,6 @@
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from heta_lens.benchmark import (
     timed_attribute,
     top_overlap,
 )
-from heta_lens.config import HetaConfig
-from heta_lens.curvature import rademacher_probes
+from heta_lens.curvature.probes import rademacher_probes
 from heta_lens.evals.metrics import (
     aopc_curves,
     hard_topk_kl,
@@ -55,7 +53,7 @@ whole benchmark fits in about 40 minutes on a 2-core machine."""
 
 def section_sequential(report: Report, model: Any, tokens: torch.Tensor, *, n_probes: int) -> None:
     """1. Batched full HETA vs the official sequential loop, same probes."""
-    config = replace(PRESETS["full"], n_probes=n_probes)
+    config = PRESETS["full"].with_probes(n_probes)
     ours, t_ours = timed_attribute(model, tokens, config)
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, None)
@@ -72,7 +70,7 @@ def section_sequential(report: Report, model: Any, tokens: torch.Tensor, *, n_pr
             gate_from_capture(adapter.capture_attention(req.prefix))
             return (
                 sequential_curvature(adapter, req, probes),
-                sequential_information(adapter, req, config.mask),
+                sequential_information(adapter, req, config.information.mask),
             )
 
     (s_seq, i_seq), t_seq = measure(sequential)
@@ -125,11 +123,8 @@ def section_masked_kl(report: Report, model: Any, tokens: torch.Tensor) -> None:
 
     reference, t_ind = measure(independent)
     rows = [["T independent forwards", fmt_s(t_ind.seconds), "1.00×", "0"]]
-    strategies = (
-        ["batched", "prefix"] if "kl_strategy" in HetaConfig.__dataclass_fields__ else [None]
-    )
-    for strategy in strategies:
-        kwargs: dict[str, Any] = {} if strategy is None else {"strategy": strategy}
+    for strategy in ("batched", "prefix"):
+        kwargs: dict[str, Any] = {"strategy": strategy}
         values, t = measure(lambda kw=kwargs: information_gain(model, tokens, **kw))
         rows.append(
             [
@@ -210,7 +205,7 @@ def section_scaling(
     rows: list[list[str]] = []
     full_scores: dict[int, torch.Tensor] = {}
     for name in presets:
-        config = replace(PRESETS[name], n_probes=n_probes)
+        config = PRESETS[name].with_probes(n_probes)
         times: list[tuple[int, float]] = []
         for length in tqdm(lengths, desc=f"scaling {name}", leave=False):
             tokens = ids[: length + 1]
@@ -259,9 +254,9 @@ def section_quality(
     for prompt in tqdm(prompts, desc="quality prompts"):
         ids, positions = greedy_generate(model, prompt, max_new_tokens=1)
         lengths.append(positions[0])
-        full, _ = timed_attribute(model, ids, replace(PRESETS["full"], n_probes=n_probes))
+        full, _ = timed_attribute(model, ids, PRESETS["full"].with_probes(n_probes))
         for name in stats:
-            other, _ = timed_attribute(model, ids, replace(PRESETS[name], n_probes=n_probes))
+            other, _ = timed_attribute(model, ids, PRESETS[name].with_probes(n_probes))
             stats[name].append(
                 (spearman(full.scores, other.scores), top_overlap(full.scores, other.scores))
             )

@@ -10,17 +10,14 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from heta_lens.attribute import attribute
 from heta_lens.cli_demo import add_demo_parser, cmd_demo
 from heta_lens.cli_eval import add_eval_parser, cmd_eval
-from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
 from heta_lens.presets import PRESETS
@@ -112,13 +109,7 @@ def _run_method(
     model: Any, tokens: torch.Tensor, target: int, args: argparse.Namespace
 ) -> AttributionResult:
     spec = method_spec(args)
-    config = spec.default_config
-    if isinstance(config, HetaConfig):
-        if args.n_probes is not None:
-            config = replace(config, n_probes=args.n_probes)
-        result = attribute(model, tokens, target=target, config=config, progress=True)
-        return replace(result, method=spec.name)
-    return spec(model, tokens, target=target, config=config)
+    return spec(model, tokens, target=target, progress=True)
 
 
 def method_spec(args: argparse.Namespace) -> MethodSpec:
@@ -129,7 +120,8 @@ def method_spec(args: argparse.Namespace) -> MethodSpec:
         ValueError: Unknown method, or a preset for a method outside the HETA family.
     """
     spec = get_method(args.method)
-    return spec if args.preset is None else spec.with_preset(args.preset)
+    spec = spec if args.preset is None else spec.with_preset(args.preset)
+    return spec if args.n_probes is None else spec.with_probes(args.n_probes)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -6,14 +6,14 @@ components; :func:`heta_lens.family.heta_family` asks it for many configs' (HETA
 ablations, ``@beta=`` variants) and so computes each distinct component once.
 """
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from heta_lens.config import HetaConfig
-from heta_lens.estimators import estimate_curvature
+from heta_lens.curvature.base import estimate_curvature
 from heta_lens.gate import gate_from_capture
 from heta_lens.hooks import AttentionCapture, ModelAdapter
 from heta_lens.information import compute_information
@@ -29,30 +29,10 @@ class Components:
     information: Float[Tensor, " ctx"] | None
 
 
-@dataclass(frozen=True)
-class _CurvatureKey:
-    """The fields that change S's value (HVP batching strategy and chunking do not)."""
-
-    n_probes: int
-    seed: int
-    estimator: str
-    lowrank_rank: int
-    lowrank_scope: str
-    layer_k: int
-
-
 def curvature_key(config: HetaConfig) -> tuple[object, ...]:
-    """What two configs must share to have the same curvature S."""
-    return astuple(
-        _CurvatureKey(
-            n_probes=config.n_probes,
-            seed=config.seed,
-            estimator=config.curvature_estimator,
-            lowrank_rank=config.lowrank_rank,
-            lowrank_scope=config.lowrank_scope,
-            layer_k=config.layer_k,
-        )
-    )
+    """What two configs must share to have the same curvature S: the estimator (with its own
+    options and probe count) and the seed (HVP batching and chunking do not change S)."""
+    return (config.curvature, config.seed)
 
 
 class ComponentCache:
@@ -95,17 +75,18 @@ class ComponentCache:
         return self._curvatures[key]
 
     def information(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
-        """The raw information I under ``config.mask``."""
-        if config.mask not in self._informations:
-            self._informations[config.mask] = compute_information(
+        """The raw information I under ``config.information.mask``."""
+        options = config.information
+        if options.mask not in self._informations:
+            self._informations[options.mask] = compute_information(
                 self.adapter,
                 self.req,
-                mask=config.mask,
-                chunk_size=config.mask_chunk,
-                strategy=config.kl_strategy,
+                mask=options.mask,
+                chunk_size=options.chunk,
+                strategy=options.strategy,
                 progress=self.progress,
             )
-        return self._informations[config.mask]
+        return self._informations[options.mask]
 
     def components(self, config: HetaConfig) -> Components:
         """M, S, I as ``config`` asks for them (components it switches off are not computed)."""

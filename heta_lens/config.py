@@ -1,7 +1,18 @@
-"""``HetaConfig``: every knob of a HETA attribution, and the paper's ablation presets."""
+"""``HetaConfig`` and its typed parts: every knob of a HETA attribution, each where it applies.
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+A field that only means something for one variant lives on that variant's type: the rank of
+the low-rank estimator on :class:`LowRank`, k of the layer-restricted one on
+:class:`LayerSampled`, the window size on :class:`Window`. So an impossible combination (a rank
+for the exact estimator, an overlap without windows) cannot be written.
+
+Examples:
+    >>> cfg = HetaConfig(beta=0.8, curvature=LowRank(rank=8), window=Window(size=64))
+    >>> cfg.curvature.estimator, cfg.curvature.rank, cfg.window.overlap
+    ('lowrank', 8, 0.5)
+"""
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 GateMode = Literal["rollout", "attention", "full_rollout", "uniform"]
 """How the semantic gate's flow Φ is read (see :func:`heta_lens.gate.gate_from_capture`)."""
@@ -15,9 +26,8 @@ LowRankScope = Literal["block", "global"]
 WindowView = Literal["prefix", "window"]
 """HETA-WIN: what the model sees per window (see :mod:`heta_lens.windows`)."""
 CurvatureEstimator = Literal["exact", "row", "lowrank", "layer"]
-"""``exact``: eq. 3 (ctx·m HVPs); ``row``: Π_i H r with r over all blocks (m HVPs); ``lowrank``:
-randomised range finder per token block (rank ``lowrank_rank``); ``layer``: eq. 3 w.r.t. the
-residual stream entering layer L − ``layer_k`` (HETA-LS)."""
+"""The names of the four curvature types (``Exact.estimator`` etc.), as the CLI and JSON spell
+them."""
 
 ABLATIONS: tuple[str, ...] = (
     "full",
@@ -31,6 +41,167 @@ ABLATIONS: tuple[str, ...] = (
 :meth:`HetaConfig.ablation`)."""
 
 
+def _one_of(name: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def _at_least_one(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1; got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exact:
+    """Eq. 3: S_i = (1/m) Σ_k ‖Π_i H Π_i r_k‖₁ (ctx·m HVPs; :mod:`heta_lens.curvature.exact`).
+
+    Attributes:
+        n_probes: Rademacher probes m per token.
+    """
+
+    estimator: ClassVar[CurvatureEstimator] = "exact"
+    n_probes: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least_one(n_probes=self.n_probes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowBlock:
+    """The appendix's row-block mass (1/m) Σ_k ‖Π_i H r_k‖₁ (m HVPs; :mod:`~.curvature.row`).
+
+    Attributes:
+        n_probes: Rademacher probes m (each over all token blocks).
+    """
+
+    estimator: ClassVar[CurvatureEstimator] = "row"
+    n_probes: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least_one(n_probes=self.n_probes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LowRank:
+    """HETA-LR: eq. 3 on a randomised range finder of the Hessian (:mod:`~.curvature.lowrank`).
+
+    Attributes:
+        rank: Sketch rank r (clipped to d_model per block, or ctx·d_model for ``"global"``).
+        scope: ``"block"`` (the paper's: one sketch per token block, 2·r·ctx HVPs) or
+            ``"global"`` (one sketch of the whole Hessian, restricted to the diagonal blocks
+            afterwards: 2·r HVPs).
+        n_probes: Rademacher probes m applied to the sketched blocks.
+    """
+
+    estimator: ClassVar[CurvatureEstimator] = "lowrank"
+    rank: int = 64
+    scope: LowRankScope = "block"
+    n_probes: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least_one(rank=self.rank, n_probes=self.n_probes)
+        _one_of("low-rank scope", self.scope, ("block", "global"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSampled:
+    """HETA-LS: eq. 3 w.r.t. the residual stream entering layer L − k (:mod:`~.curvature.layer`).
+
+    Attributes:
+        k: Number of final layers the curvature is taken through (clipped to L; k = L is the
+            embeddings).
+        n_probes: Rademacher probes m per token.
+    """
+
+    estimator: ClassVar[CurvatureEstimator] = "layer"
+    k: int = 4
+    n_probes: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least_one(k=self.k, n_probes=self.n_probes)
+
+
+Curvature = Exact | RowBlock | LowRank | LayerSampled
+"""One of the four curvature estimators; the type selects the implementation."""
+
+CURVATURE_TYPES: dict[str, type[Curvature]] = {
+    t.estimator: t for t in (Exact, RowBlock, LowRank, LayerSampled)
+}
+"""Estimator name → its config type."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Information:
+    """The information term I: KL between the target distributions with and without token i.
+
+    Attributes:
+        mask: ``"zero"`` (the token's input embedding is set to 0), ``"mean"`` (mean input
+            embedding over the vocabulary) or ``"token:<id>"`` (embedding of token ``<id>``).
+        strategy: How the masked copies run (same numbers): ``"prefix"`` starts each chunk of
+            reruns at its first masked position on top of the unmasked prefix's key/value cache
+            (self-checked per model, :mod:`heta_lens.hooks.fastpath`); ``"batched"`` reruns the
+            whole prefix for every copy.
+        chunk: Masked copies per batched forward.
+    """
+
+    mask: str = "zero"
+    strategy: KlStrategy = "prefix"
+    chunk: int = 16
+
+    def __post_init__(self) -> None:
+        _one_of("KL strategy", self.strategy, ("batched", "prefix"))
+        _at_least_one(chunk=self.chunk)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """HETA-WIN: overlapping windows over the context (:mod:`heta_lens.windows`).
+
+    Attributes:
+        size: Window size W in context tokens.
+        overlap: Fraction of W shared by consecutive windows (paper: 0.5).
+        view: ``"prefix"`` (the model always sees the full prefix; windows only change
+            normalisation; same cost as no window) or ``"window"`` (the model sees the anchor
+            token, the window and the target: cheaper for long inputs, but each window explains
+            a truncated prediction).
+    """
+
+    size: int
+    overlap: float = 0.5
+    view: WindowView = "prefix"
+
+    def __post_init__(self) -> None:
+        _at_least_one(size=self.size)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"window overlap must be in [0, 1); got {self.overlap}")
+        _one_of("window view", self.view, ("prefix", "window"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hvp:
+    """How Hessian–vector products are batched (:mod:`heta_lens.curvature.hvp`; same numbers).
+
+    Attributes:
+        strategy: ``"batched_grad"`` (one forward and first backward, double backwards vmapped
+            over probes) or ``"replicate"`` (the point replicated along a batch axis).
+        chunk: HVPs per batched double backward; ``None`` sizes chunks to ``memory_gb``
+            (:func:`heta_lens.curvature.hvp.auto_chunk_size`).
+        memory_gb: Activation-memory budget for one batched double backward.
+    """
+
+    strategy: HvpStrategy = "batched_grad"
+    chunk: int | None = None
+    memory_gb: float = 4.0
+
+    def __post_init__(self) -> None:
+        _one_of("HVP strategy", self.strategy, ("batched_grad", "replicate"))
+        if self.chunk is not None:
+            _at_least_one(chunk=self.chunk)
+        if self.memory_gb <= 0:
+            raise ValueError(f"memory_gb must be > 0; got {self.memory_gb}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class HetaConfig:
     """Configuration of one HETA attribution.
@@ -41,11 +212,7 @@ class HetaConfig:
     Attributes:
         beta: Weight β of the curvature term (paper default 0.5).
         gamma: Weight γ of the information term (paper default 0.5).
-        n_probes: Rademacher probes m per token for the Hutchinson curvature estimate (eq. 3).
         seed: Seed of the probe generator (curvature is deterministic given the seed).
-        mask: Masking scheme of the information term: ``"zero"`` (default: the token's input
-            embedding is set to 0), ``"mean"`` (mean input embedding over the vocabulary) or
-            ``"token:<id>"`` (embedding of token ``<id>``).
         gate_mode: Reading of the flow Φ: ``"rollout"`` (default; rollout of the layers above
             l ending at the target), ``"attention"`` (no rollout: attention of the target row
             only), ``"full_rollout"`` (also rolled down through layers below l to input tokens),
@@ -60,91 +227,45 @@ class HetaConfig:
             gate mass in every model we measured — is left out of the gate term, which is
             renormalised over positions 1..target-1 (its raw gate value is still reported in
             ``gate``; its score is 0). ``"keep"``: the literal reading.
-        hvp_strategy: How HVPs are batched (:mod:`heta_lens.hvp`). ``"batched_grad"`` (default):
-            one forward and first backward, then double backwards vmapped over probes — 2–7×
-            faster than ``"replicate"`` on SmolLM2 at 64 tokens (measured, 2-core CPU).
-        hvp_chunk: HVPs per batched double-backward; ``None`` (default) sizes chunks to
-            ``hvp_memory_gb`` (:func:`heta_lens.hvp.auto_chunk_size`).
-        hvp_memory_gb: Activation-memory budget for one batched double backward.
-        mask_chunk: Masked copies per batched forward in the information term.
-        kl_strategy: How the masked copies run (:mod:`heta_lens.information`; same numbers):
-            ``"prefix"`` (default) starts each chunk of reruns at its first masked position on
-            top of the unmasked prefix's key/value cache (0.70–0.75× the time of
-            ``"batched"`` on SmolLM2-135M at 64 tokens, 2 threads, bridge and HookedTransformer);
-            ``"batched"`` reruns the whole prefix for every copy.
-        curvature_estimator: Which curvature estimator (:data:`CurvatureEstimator`); ``"exact"``
-            (eq. 3) is "full" HETA, the others are the paper's cheaper variants.
-        lowrank_rank: Rank r of the ``"lowrank"`` estimator.
-        lowrank_scope: ``"block"`` (default, the paper's per-token-block range finder:
-            2·r·ctx HVPs) or ``"global"`` (one range finder over the whole Hessian, restricted
-            to the diagonal blocks afterwards: 2·r HVPs).
-        layer_k: k of the ``"layer"`` estimator (curvature w.r.t. ``resid_pre`` of layer L − k;
-            k = n_layers is the embeddings).
-        window: HETA-WIN window size W over the context (``None``: no windowing).
-        window_overlap: Fraction of W shared by consecutive windows (paper: 0.5).
-        window_view: ``"prefix"`` (default: the model always sees the full prefix; windows only
-            change normalisation; same cost as full) or ``"window"`` (the model sees the anchor
-            token, the window and the target: cheaper for long inputs, but each window explains
-            a truncated prediction).
+        curvature: The curvature estimator and its own options (:data:`Curvature`; default
+            :class:`Exact`, "full" HETA).
+        information: Masking and rerun options of the information term.
+        window: HETA-WIN windows (``None``: no windowing).
+        hvp: HVP batching options (change speed and memory, not the numbers).
     """
 
     beta: float = 0.5
     gamma: float = 0.5
-    n_probes: int = 8
     seed: int = 0
-    mask: str = "zero"
     gate_mode: GateMode = "rollout"
     use_gate: bool = True
     use_curvature: bool = True
     use_information: bool = True
     normalization: Normalization = "sum"
     sink: SinkPolicy = "exclude"
-    hvp_strategy: HvpStrategy = "batched_grad"
-    hvp_chunk: int | None = None
-    hvp_memory_gb: float = 4.0
-    mask_chunk: int = 16
-    kl_strategy: KlStrategy = "prefix"
-    curvature_estimator: CurvatureEstimator = "exact"
-    lowrank_rank: int = 64
-    lowrank_scope: LowRankScope = "block"
-    layer_k: int = 4
-    window: int | None = None
-    window_overlap: float = 0.5
-    window_view: WindowView = "prefix"
+    curvature: Curvature = field(default_factory=Exact)
+    information: Information = field(default_factory=Information)
+    window: Window | None = None
+    hvp: Hvp = field(default_factory=Hvp)
 
     def __post_init__(self) -> None:
         if self.beta < 0 or self.gamma < 0:
             raise ValueError(
                 f"beta and gamma must be >= 0; got beta={self.beta}, gamma={self.gamma}"
             )
-        if self.n_probes < 1:
-            raise ValueError(f"n_probes must be >= 1; got {self.n_probes}")
-        if (self.hvp_chunk is not None and self.hvp_chunk < 1) or self.mask_chunk < 1:
-            raise ValueError("hvp_chunk (or None) and mask_chunk must be >= 1")
-        if self.hvp_memory_gb <= 0:
-            raise ValueError(f"hvp_memory_gb must be > 0; got {self.hvp_memory_gb}")
-        if self.gate_mode not in ("rollout", "attention", "full_rollout", "uniform"):
-            raise ValueError(f"unknown gate_mode {self.gate_mode!r}")
-        if self.normalization not in ("sum", "max", "none"):
-            raise ValueError(f"unknown normalization {self.normalization!r}")
-        if self.curvature_estimator not in ("exact", "row", "lowrank", "layer"):
-            raise ValueError(f"unknown curvature_estimator {self.curvature_estimator!r}")
-        if self.lowrank_scope not in ("block", "global"):
-            raise ValueError(f"unknown lowrank_scope {self.lowrank_scope!r}")
-        if self.lowrank_rank < 1 or self.layer_k < 1:
-            raise ValueError("lowrank_rank and layer_k must be >= 1")
-        if self.window is not None and self.window < 1:
-            raise ValueError(f"window must be >= 1 or None; got {self.window}")
-        if self.window_view not in ("prefix", "window"):
-            raise ValueError(f"unknown window_view {self.window_view!r}")
-        if not 0.0 <= self.window_overlap < 1.0:
-            raise ValueError(f"window_overlap must be in [0, 1); got {self.window_overlap}")
-        if self.hvp_strategy not in ("batched_grad", "replicate"):
-            raise ValueError(f"unknown hvp_strategy {self.hvp_strategy!r}")
-        if self.kl_strategy not in ("batched", "prefix"):
-            raise ValueError(f"unknown kl_strategy {self.kl_strategy!r}")
-        if self.sink not in ("exclude", "keep"):
-            raise ValueError(f"unknown sink policy {self.sink!r}")
+        _one_of("gate_mode", self.gate_mode, ("rollout", "attention", "full_rollout", "uniform"))
+        _one_of("normalization", self.normalization, ("sum", "max", "none"))
+        _one_of("sink policy", self.sink, ("exclude", "keep"))
+        for name, kind in (
+            ("curvature", Curvature),
+            ("information", Information),
+            ("window", Window | None),
+            ("hvp", Hvp),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(
+                    f"HetaConfig.{name} must be {kind}; got {type(getattr(self, name)).__name__}"
+                )
         if not (self.use_gate or self.use_curvature or self.use_information):
             raise ValueError("at least one of use_gate, use_curvature, use_information must be on")
 
@@ -174,13 +295,40 @@ class HetaConfig:
         }
         if name not in presets:
             raise ValueError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}")
-        return cls(**{**presets[name], **overrides})
+        return cls(**presets[name]).updated(**overrides)
 
     @classmethod
     def literal(cls, **overrides: Any) -> "HetaConfig":
         """The paper read literally: unnormalised S and I, attention sink kept."""
-        return cls(**{"normalization": "none", "sink": "keep", **overrides})
+        return cls(normalization="none", sink="keep").updated(**overrides)
 
-    def to_dict(self) -> dict[str, object]:
-        """Plain-dict form (JSON-serialisable)."""
-        return asdict(self)
+    @classmethod
+    def flat(cls, **fields: Any) -> "HetaConfig":
+        """A config from the flat keywords of heta-lens ≤ 0.1 (:mod:`heta_lens.config_flat`).
+
+        Examples:
+            >>> HetaConfig.flat(curvature_estimator="layer", layer_k=2, n_probes=4).curvature
+            LayerSampled(k=2, n_probes=4)
+        """
+        return cls().updated(**fields)
+
+    def updated(self, **changes: Any) -> "HetaConfig":
+        """This config with ``changes``: fields, typed parts, or the flat keywords of
+        :func:`heta_lens.config_flat.with_flat` (``n_probes=2``, ``window=64``, ...).
+
+        Raises:
+            ValueError: An unknown keyword, or one that does not apply to the result.
+        """
+        from heta_lens.config_flat import with_flat
+
+        return with_flat(self, **changes)
+
+    def with_probes(self, n_probes: int) -> "HetaConfig":
+        """This config with ``n_probes`` Hutchinson probes in its curvature estimator."""
+        return replace(self, curvature=replace(self.curvature, n_probes=n_probes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-serialisable); the curvature dict names its ``estimator``."""
+        out = asdict(self)
+        out["curvature"] = {"estimator": self.curvature.estimator, **out["curvature"]}
+        return out

@@ -53,7 +53,7 @@ def heta_family(
     out: dict[str, HetaResult] = {}
     plain: dict[str, HetaConfig] = {}
     for name, config in configs.items():
-        if config.window is not None and req.target > config.window:
+        if config.window is not None and req.target > config.window.size:
             result = attribute(model, req.tokens, target=req.target, config=config)
             out[name] = replace(result, method=name)
         else:

@@ -10,39 +10,31 @@ with ``full`` are measured by ``heta-lens bench`` (see ``benchmarks/RESULTS.md``
 from dataclasses import replace
 from typing import Any
 
-from heta_lens.config import HetaConfig
+from heta_lens.config import Exact, HetaConfig, LayerSampled, LowRank, RowBlock, Window
 
 PRESETS: dict[str, HetaConfig] = {
     # eq. 3 exactly: ctx·m block HVPs.
-    "full": HetaConfig(),
+    "full": HetaConfig(curvature=Exact()),
     # Appendix row-block mass Π_i H r with r over all blocks: m HVPs in total.
-    "row": HetaConfig(curvature_estimator="row"),
+    "row": HetaConfig(curvature=RowBlock()),
     # HETA-LS: eq. 3 w.r.t. the residual stream entering layer L − 4.
-    "LS": HetaConfig(curvature_estimator="layer", layer_k=4),
+    "LS": HetaConfig(curvature=LayerSampled(k=4)),
     # HETA-LR: rank-r range finder per token block (2·r·ctx HVPs: r = 4 costs what full does).
-    "LR": HetaConfig(curvature_estimator="lowrank", lowrank_rank=4),
+    "LR": HetaConfig(curvature=LowRank(rank=4)),
     # HETA-LR over the whole Hessian, rank 64, restricted to the diagonal blocks (128 HVPs).
-    "LR-global": HetaConfig(curvature_estimator="lowrank", lowrank_rank=64, lowrank_scope="global"),
+    "LR-global": HetaConfig(curvature=LowRank(rank=64, scope="global")),
     # HETA-WIN: 50%-overlapping windows of 128 context tokens, each window seen on its own
     # (anchor token + window + target), so HVP and masked-rerun cost grow with W, not T.
-    "WIN": HetaConfig(window=128, window_overlap=0.5, window_view="window"),
+    "WIN": HetaConfig(window=Window(size=128, overlap=0.5, view="window")),
     # Best measured cost/quality trade-off (benchmarks/RESULTS.md, section 5).
-    "fast": HetaConfig(curvature_estimator="row", n_probes=8),
+    "fast": HetaConfig(curvature=RowBlock(n_probes=8)),
 }
 
 
-ESTIMATOR_FIELDS: tuple[str, ...] = (
-    "n_probes",
-    "curvature_estimator",
-    "lowrank_rank",
-    "lowrank_scope",
-    "layer_k",
-    "window",
-    "window_overlap",
-    "window_view",
-)
-"""The fields a preset sets on a method's config; every other field (β, γ, which components,
-gate mode, sink, normalisation, mask, ...) stays the method's."""
+ESTIMATOR_FIELDS: tuple[str, ...] = ("curvature", "window")
+"""The fields a preset sets on a method's config (the curvature estimator with its probe count,
+and the windows); every other field (β, γ, which components, gate mode, sink, normalisation,
+information options, ...) stays the method's."""
 
 
 def with_preset(config: HetaConfig, name: str) -> HetaConfig:
@@ -53,19 +45,20 @@ def with_preset(config: HetaConfig, name: str) -> HetaConfig:
 
     Examples:
         >>> cfg = with_preset(HetaConfig(beta=0.8, gamma=0.2, use_gate=False), "fast")
-        >>> cfg.curvature_estimator, cfg.n_probes, cfg.beta, cfg.use_gate
-        ('row', 8, 0.8, False)
+        >>> cfg.curvature, cfg.beta, cfg.use_gate
+        (RowBlock(n_probes=8), 0.8, False)
     """
     chosen = preset(name)
     return replace(config, **{field: getattr(chosen, field) for field in ESTIMATOR_FIELDS})
 
 
 def preset(name: str, **overrides: Any) -> HetaConfig:
-    """The config of preset ``name`` with ``overrides`` applied.
+    """The config of preset ``name`` with ``overrides`` applied (:meth:`HetaConfig.updated`:
+    fields, typed parts or flat keywords such as ``n_probes=1``).
 
     Raises:
-        ValueError: Unknown preset (the message lists the valid ones).
+        ValueError: Unknown preset (the message lists the valid ones), or a bad override.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+    return PRESETS[name].updated(**overrides)

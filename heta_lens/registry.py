@@ -1,12 +1,15 @@
 """Explicit registry of attribution methods sharing one signature.
 
 Every method is ``fn(model, tokens, *, target, config) -> AttributionResult``
-(:class:`AttributionMethod`), described by one :class:`MethodSpec`. The built-in methods (HETA,
-its ablations and the baselines) are all registered in one place, :mod:`heta_lens.methods`;
+(:class:`AttributionMethod`; a method with progress bars also takes ``progress``), described by
+one :class:`MethodSpec`; every caller (CLI, demo, evals, benchmarks, tutorials) runs a method as
+``get_method(name)(model, tokens, target=..., config=..., progress=...)``. The built-in methods
+(HETA, its ablations and the baselines) are all registered in one place, :mod:`heta_lens.methods`;
 user code adds its own with :func:`register_method`. Whether a method's scores can be negative
 is a property of each result (``AttributionResult.signed``), not of the name.
 """
 
+import inspect
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -41,9 +44,18 @@ class MethodSpec:
         *,
         target: int | None = None,
         config: Any = None,
+        progress: bool = False,
     ) -> AttributionResult:
+        """Run the method (``config=None``: its default config); ``progress`` shows tqdm bars
+        where the method has long loops (it is not passed to a function without the keyword).
+        The result's ``method`` is this entry's name."""
+        extra = {"progress": progress} if progress and _takes_progress(self.fn) else {}
         result = self.fn(
-            model, tokens, target=target, config=self.default_config if config is None else config
+            model,
+            tokens,
+            target=target,
+            config=self.default_config if config is None else config,
+            **extra,
         )
         return result if result.method == self.name else replace(result, method=self.name)
 
@@ -60,6 +72,29 @@ class MethodSpec:
         if not isinstance(self.default_config, HetaConfig):
             raise ValueError(f"a preset applies to HETA-family methods, not {self.name!r}")
         return replace(self, default_config=with_preset(self.default_config, preset))
+
+    def with_probes(self, n_probes: int) -> "MethodSpec":
+        """This method with ``n_probes`` Hutchinson probes in its curvature estimator.
+
+        Raises:
+            ValueError: The method is not in the HETA family, or ``n_probes`` < 1.
+        """
+        from heta_lens.config import HetaConfig
+
+        config = self.default_config
+        if not isinstance(config, HetaConfig):
+            raise ValueError(f"--n-probes applies to HETA-family methods, not {self.name!r}")
+        return replace(self, default_config=config.with_probes(n_probes))
+
+
+def _takes_progress(fn: object) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return "progress" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from heta_lens.config import HetaConfig
+from heta_lens.config_flat import config_from_dict
 
 
 def _check_ctx(name: str, value: Tensor | None, ctx: int) -> None:
@@ -135,7 +136,8 @@ class HetaResult(AttributionResult):
 
 
 def from_dict(data: dict[str, Any]) -> AttributionResult:
-    """Inverse of :meth:`AttributionResult.to_dict`."""
+    """Inverse of :meth:`AttributionResult.to_dict` (a flat config saved by heta-lens ≤ 0.1 is
+    read too: :func:`heta_lens.config_flat.config_from_dict`)."""
     data = dict(data)
     cls = (
         HetaResult if data.pop("class", "AttributionResult") == "HetaResult" else AttributionResult
@@ -148,7 +150,7 @@ def from_dict(data: dict[str, Any]) -> AttributionResult:
         if key not in known:
             continue
         if key == "config":
-            value = HetaConfig(**value)
+            value = config_from_dict(value)
         elif key == "tokens":
             value = torch.tensor(value, dtype=torch.long)
         elif key == "token_strings" and value is not None:

@@ -1,6 +1,6 @@
 """HETA-WIN (paper appendix): HETA over overlapping windows of a long context.
 
-Windows of W = ``config.window`` context tokens start every ``stride = ⌊W·(1 − overlap)⌋``
+Windows of W = ``config.window.size`` context tokens start every ``stride = ⌊W·(1 − overlap)⌋``
 (at least 1) positions; the last window is aligned to end at the last context token, so every
 window has exactly W tokens and their union is the whole context. For each window w the gate is
 renormalised over w and the curvature/information terms are normalised over w

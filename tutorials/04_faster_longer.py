@@ -41,16 +41,17 @@ model = H.load_model("smollm2-135m", backend="bridge")
 # ## The presets
 #
 # Every preset is a plain `HetaConfig` (`H.preset(name, **overrides)`; on the command line
-# `--preset NAME`). The fields that differ from the default:
+# `--preset NAME`). A preset chooses the curvature estimator — a typed value, `H.Exact`,
+# `H.RowBlock`, `H.LowRank` or `H.LayerSampled`, each holding only the options that mean
+# something for it — and, for `WIN`, the windows (`H.Window`):
 
 # %%
-default = H.HetaConfig().to_dict()
 pd.DataFrame(
     {
-        name: {k: v for k, v in config.to_dict().items() if v != default[k]} or {"": "(default)"}
+        name: {"curvature": config.curvature, "window": config.window}
         for name, config in H.PRESETS.items()
     }
-).T.fillna("")
+).transpose()
 
 # %% [markdown]
 # - `full`: eq. 3 exactly, `(1/m) Σ_k ‖H_ii r_k‖₁`, m = 8 probes: `ctx·m` HVPs.
@@ -150,8 +151,8 @@ print("top 3 tokens per preset:", top)
 # %% [markdown]
 # ## Long inputs: windows (HETA-WIN)
 #
-# With `window=W`, the context is covered by windows of W tokens that overlap by
-# `window_overlap` (50% by default, as in the paper); every token's terms are averaged over
+# With `window=H.Window(size=W)`, the context is covered by windows of W tokens that overlap
+# by `overlap` (50% by default, as in the paper); every token's terms are averaged over
 # the windows that contain it. Here with W = 12 on our short context:
 
 # %%
@@ -159,7 +160,7 @@ ctx = len(tokens) - 1
 print(f"{ctx} context tokens, windows:", window_spans(ctx, 12, 0.5))
 
 # %% [markdown]
-# There are two views (`HetaConfig(window_view=...)`), and the difference matters:
+# There are two views (`H.Window(size=W, view=...)`), and the difference matters:
 #
 # - `"prefix"` (default): the model always sees the whole prefix, so the explained
 #   prediction is the real one; S and I do not depend on the window, so the cost is that of
@@ -174,7 +175,7 @@ print(f"{ctx} context tokens, windows:", window_spans(ctx, 12, 0.5))
 # checks this).
 
 # %%
-windowed = H.preset("fast", window=12)
+windowed = H.preset("fast", window=H.Window(size=12))
 prefix_view, seconds["WIN prefix"] = timed(lambda: H.attribute(model, tokens, config=windowed))
 window_view, seconds["WIN window"] = timed(
     lambda: H.windowed_attribute(model, tokens, config=windowed, view="window")
@@ -195,10 +196,11 @@ for name, r in (("prefix", prefix_view), ("window", window_view)):
 #
 # ## Other knobs
 #
-# - `n_probes` (m): the cost of `full`, `LS` and `LR` is linear in it; the estimate's noise
-#   falls as 1/√m. `fast` fixes m = 8 (its HVPs do not grow with the context).
-# - `hvp_memory_gb` (4 by default) sizes the batched double-backward chunks; lower it on a
-#   small machine. `mask_chunk` does the same for the masked reruns.
+# - `n_probes` (m, on every curvature type; `config.with_probes(m)`): the cost of `full`,
+#   `LS` and `LR` is linear in it; the estimate's noise falls as 1/√m. `fast` fixes m = 8
+#   (its HVPs do not grow with the context).
+# - `H.Hvp(memory_gb=4)` sizes the batched double-backward chunks; lower it on a small
+#   machine. `H.Information(chunk=16)` does the same for the masked reruns.
 # - `progress=True` on `attribute` shows progress bars for long runs.
 # - The ablations (`HetaConfig.ablation(name)`) that switch off curvature or information skip
 #   that computation entirely: `heta_kl_only` costs no HVP at all.

@@ -9,7 +9,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from jaxtyping import Int
 from torch import Tensor, nn
 
 from heta_lens._typing import typechecked
-from heta_lens.attribute import attribute
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
@@ -219,12 +218,7 @@ def run_method(
     """
     spec = get_method(method)
     config = method_config(method, preset)
-    if isinstance(config, HetaConfig):
-        result = attribute(
-            model, request.tokens, target=request.target, config=config, progress=progress
-        )
-        return replace(result, method=spec.name)
-    return spec(model, request.tokens, target=request.target, config=config)
+    return spec(model, request.tokens, target=request.target, config=config, progress=progress)
 
 
 @typechecked

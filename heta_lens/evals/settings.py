@@ -2,10 +2,11 @@
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from heta_lens.config import HetaConfig
+from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.evals.metrics.causal import check_corruption
 from heta_lens.presets import preset, with_preset
 
@@ -79,14 +80,15 @@ class EvalSettings:
             raise ValueError(f"unknown mask {self.mask!r}; valid: zero, mean, token:<id>")
         if self.heta_preset is not None:
             preset(self.heta_preset)  # raises on an unknown name
-        bad = [k for k, _ in self.heta_overrides if k not in HetaConfig.__dataclass_fields__]
+        bad = [k for k, _ in self.heta_overrides if k not in FLAT_FIELDS]
         if bad:
             raise ValueError(f"unknown HetaConfig field(s) in heta overrides: {bad}")
 
     def heta_config(self, base: HetaConfig) -> HetaConfig:
-        """``base`` (a registered HETA-family default) with the run's preset and overrides."""
+        """``base`` (a registered HETA-family default) with the run's preset and overrides (flat
+        keywords, :func:`heta_lens.config_flat.with_flat`)."""
         config = base if self.heta_preset is None else with_preset(base, self.heta_preset)
-        return replace(config, **dict(self.heta_overrides))
+        return with_flat(config, **dict(self.heta_overrides))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

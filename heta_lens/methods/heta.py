@@ -12,10 +12,15 @@ from heta_lens.result import AttributionResult
 
 
 def heta(
-    model: nn.Module, tokens: TokensLike, *, target: int | None, config: Any
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: int | None,
+    config: Any,
+    progress: bool = False,
 ) -> AttributionResult:
     """:func:`heta_lens.attribute` with the registry signature."""
-    return attribute(model, tokens, target=target, config=config)
+    return attribute(model, tokens, target=target, config=config, progress=progress)
 
 
 _DESCRIPTIONS = {

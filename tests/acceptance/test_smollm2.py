@@ -42,7 +42,7 @@ def test_greedy_continuation_is_sensible(smollm2):
 def test_attribute_40_tokens_end_to_end(smollm2):
     tokens = smollm2.to_tokens(PROMPT_40)[0]
     assert 38 <= tokens.numel() <= 45
-    result = H.attribute(smollm2, tokens, config=H.HetaConfig(n_probes=1))
+    result = H.attribute(smollm2, tokens, config=H.HetaConfig.flat(n_probes=1))
     assert result.scores.shape == (tokens.numel() - 1,)
     for values in (result.scores, result.gate, result.curvature, result.information):
         assert values is not None and bool(torch.isfinite(values).all())

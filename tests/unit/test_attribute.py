@@ -8,7 +8,7 @@ from heta_lens.scoring import gate_term, normalize
 
 
 def test_components_equal_the_standalone_functions(model, tokens):
-    config = H.HetaConfig(n_probes=3, seed=5)
+    config = H.HetaConfig.flat(n_probes=3, seed=5)
     result = H.attribute(model, tokens, config=config)
     torch.testing.assert_close(result.gate, H.semantic_gate(model, tokens), rtol=0, atol=0)
     curvature = H.curvature_sensitivity(
@@ -22,7 +22,7 @@ def test_components_equal_the_standalone_functions(model, tokens):
 
 
 def test_final_score_identity_default(model, tokens):
-    r = H.attribute(model, tokens, config=H.HetaConfig(n_probes=2))
+    r = H.attribute(model, tokens, config=H.HetaConfig.flat(n_probes=2))
     assert r.curvature is not None and r.information is not None
     s_norm, i_norm = r.curvature / r.curvature.sum(), r.information / r.information.sum()
     g = r.gate.clone()
@@ -87,13 +87,13 @@ def test_zero_gate_gives_zero_score():
 def test_scores_ignore_tokens_after_target(model, tokens):
     changed = tokens.clone()
     changed[6:] = 2
-    a = H.attribute(model, tokens, target=5, config=H.HetaConfig(n_probes=2))
-    b = H.attribute(model, changed, target=5, config=H.HetaConfig(n_probes=2))
+    a = H.attribute(model, tokens, target=5, config=H.HetaConfig.flat(n_probes=2))
+    b = H.attribute(model, changed, target=5, config=H.HetaConfig.flat(n_probes=2))
     assert torch.equal(a.scores, b.scores)
 
 
 def test_result_helpers_and_roundtrip(model, tokens, tmp_path):
-    r = H.attribute(model, tokens, target=5, config=H.HetaConfig(n_probes=2))
+    r = H.attribute(model, tokens, target=5, config=H.HetaConfig.flat(n_probes=2))
     top = r.top(2)
     assert [p for p, _, _ in top] == torch.topk(r.scores, 2).indices.tolist()
     assert len(r.str_tokens()) == 5 and r.target_token == int(tokens[5])
@@ -119,6 +119,6 @@ def test_string_input_on_bridge():
     from heta_lens.testing import tiny_bridge
 
     bridge = tiny_bridge()
-    r = H.attribute(bridge, "w5 w7 w3 w9", config=H.HetaConfig(n_probes=1))
+    r = H.attribute(bridge, "w5 w7 w3 w9", config=H.HetaConfig.flat(n_probes=1))
     assert r.str_tokens() == ["w1", "w5", "w7", "w3"]  # bridge prepends BOS w1
     assert bool(torch.isfinite(r.scores).all())

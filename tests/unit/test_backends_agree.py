@@ -27,7 +27,7 @@ def test_logits_agree(pair):
 def test_all_components_agree(pair):
     hooked, bridge = pair
     ids = torch.tensor([1, 5, 7, 3, 9, 11])
-    config = H.HetaConfig(n_probes=3)
+    config = H.HetaConfig.flat(n_probes=3)
     a, b = H.attribute(hooked, ids, config=config), H.attribute(bridge, ids, config=config)
     torch.testing.assert_close(a.gate, b.gate, rtol=1e-6, atol=0)
     assert a.curvature is not None and b.curvature is not None

@@ -11,7 +11,7 @@ from heta_lens.benchmark import (
     sequential_information,
     top_overlap,
 )
-from heta_lens.curvature import rademacher_probes
+from heta_lens.curvature.probes import rademacher_probes
 from heta_lens.evals.metrics.rank import spearman
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.inputs import prepare
@@ -67,7 +67,7 @@ def test_full_memory_probe_runs_one_chunk(model, tokens):
     from heta_lens.benchmark import full_memory_probe
 
     before = [p.requires_grad for p in model.parameters()]
-    full_memory_probe(model, tokens, H.HetaConfig(hvp_chunk=3))
+    full_memory_probe(model, tokens, H.HetaConfig.flat(hvp_chunk=3))
     assert [p.requires_grad for p in model.parameters()] == before
 
 
@@ -79,7 +79,7 @@ def test_measure_reports_time_and_memory():
 
 def test_presets_are_valid_and_named():
     assert {"full", "row", "LS", "LR", "WIN", "fast"} <= set(PRESETS)
-    assert preset("row", n_probes=3).n_probes == 3
+    assert preset("row", n_probes=3).curvature == H.RowBlock(n_probes=3)
     with pytest.raises(ValueError, match="fast"):
         preset("turbo")
 

@@ -44,7 +44,7 @@ def test_json_equals_the_registry_call_with_the_same_config(model_dir, tmp_path,
         spec = spec.with_preset(options["--preset"])
     config = spec.default_config
     if "--n-probes" in options:
-        config = H.HetaConfig(n_probes=int(options["--n-probes"]))
+        config = config.with_probes(int(options["--n-probes"]))
     model = load_model(str(model_dir))
     expected = spec(model, model.to_tokens(PROMPT)[0], target=4, config=config)
     assert got.method == spec.name and got.target == 4
@@ -68,6 +68,8 @@ def test_format_table_ranks_by_score_and_shows_components(model_dir):
     [
         (["attribute", PROMPT, "--method", "lime"], "unknown method 'lime'"),
         (["attribute", PROMPT, "--method", "occlusion", "--preset", "fast"], "not 'occlusion'"),
+        (["attribute", PROMPT, "--method", "saliency", "--n-probes", "2"], "not 'saliency'"),
+        (["attribute", PROMPT, "--n-probes", "0"], "n_probes must be >= 1"),
         (["attribute", PROMPT, "--model", "/no/such/model"], "/no/such/model"),
     ],
 )

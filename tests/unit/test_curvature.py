@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import heta_lens as H
-from heta_lens.curvature import rademacher_probes
+from heta_lens.curvature.probes import rademacher_probes
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles
 

@@ -118,9 +118,9 @@ def test_target_choices_list_every_predictable_token(model):
 # ----------------------------------------------------------------------------- methods
 def test_preset_replaces_the_estimator_and_keeps_the_ablation():
     fast = method_config("heta", "fast")
-    assert (fast.curvature_estimator, fast.n_probes) == ("row", 8)
+    assert fast.curvature == H.RowBlock(n_probes=8)
     kl_only = method_config("heta_kl_only", "fast")
-    assert not kl_only.use_curvature and kl_only.curvature_estimator == "row"
+    assert not kl_only.use_curvature and kl_only.curvature == H.RowBlock(n_probes=8)
     literal = method_config("heta_literal", "fast")
     assert literal.normalization == H.HetaConfig.literal().normalization
     assert method_config("heta", None) == H.get_method("heta").default_config

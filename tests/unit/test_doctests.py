@@ -5,10 +5,13 @@ import pytest
 
 MODULES = [
     "heta_lens.gate",
-    "heta_lens.curvature",
-    "heta_lens.curvature_row",
-    "heta_lens.curvature_lowrank",
-    "heta_lens.curvature_layer",
+    "heta_lens.config",
+    "heta_lens.config_flat",
+    "heta_lens.presets",
+    "heta_lens.curvature.exact",
+    "heta_lens.curvature.row",
+    "heta_lens.curvature.lowrank",
+    "heta_lens.curvature.layer",
     "heta_lens.information",
     "heta_lens.attribute",
     "heta_lens.windows",

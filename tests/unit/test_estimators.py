@@ -1,24 +1,24 @@
 """The cheaper curvature estimators (row, lowrank, layer) against oracles and against eq. 3."""
 
-import dataclasses
 from typing import Any, cast
 
 import pytest
 import torch
 
 import heta_lens as H
-from heta_lens.curvature import block_curvature, rademacher_probes
-from heta_lens.curvature_layer import curvature_layer, layer_curvature
-from heta_lens.curvature_lowrank import (
+from heta_lens.config import CURVATURE_TYPES, Exact, LayerSampled, LowRank, RowBlock
+from heta_lens.curvature import curvature_of, estimate_curvature
+from heta_lens.curvature.exact import block_curvature
+from heta_lens.curvature.hvp import HvpOperator
+from heta_lens.curvature.layer import curvature_layer, layer_curvature
+from heta_lens.curvature.lowrank import (
     block_lowrank_curvature,
-    compute_lowrank_curvature,
     global_lowrank_curvature,
     lowrank_curvature,
 )
-from heta_lens.curvature_row import row_block_curvature, row_curvature
-from heta_lens.estimators import CURVATURE_ESTIMATORS, estimate_curvature
+from heta_lens.curvature.probes import rademacher_probes
+from heta_lens.curvature.row import row_block_curvature, row_curvature
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.hvp import HvpOperator
 from heta_lens.inputs import prepare
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles
@@ -155,11 +155,8 @@ def test_lowrank_rejects_bad_rank_and_scope(model, tokens):
         lowrank_curvature(model, tokens, rank=0)
     with pytest.raises(TypeError, match="scope"):  # the runtime type check rejects it
         lowrank_curvature(model, tokens, scope=cast(Any, "diagonal"))
-    adapter = ModelAdapter(model)
     with pytest.raises(ValueError, match="unknown low-rank scope"):
-        compute_lowrank_curvature(
-            adapter, prepare(adapter, tokens, None), rank=2, scope=cast(Any, "x"), n_probes=1
-        )
+        LowRank(rank=2, scope=cast(Any, "x"))
 
 
 # ---------------------------------------------------------------- layer
@@ -203,14 +200,19 @@ def test_curvature_layer_index():
     assert [curvature_layer(4, k) for k in (1, 2, 4, 9)] == [3, 2, 0, 0]
     with pytest.raises(ValueError, match="k must be >= 1"):
         curvature_layer(4, 0)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        LayerSampled(k=0)
 
 
 # ---------------------------------------------------------------- dispatch contract
 
 
 def _config(estimator: str, **overrides) -> H.HetaConfig:
-    options = {"curvature_estimator": estimator, "n_probes": 3, "lowrank_rank": 4, "layer_k": 1}
-    return H.HetaConfig(**{**options, **overrides})
+    spec = {"row": RowBlock(n_probes=3), "lowrank": LowRank(rank=4, n_probes=3)}.get(
+        estimator, LayerSampled(k=1, n_probes=3)
+    )
+    options: dict[str, Any] = {"curvature": spec}
+    return H.HetaConfig.flat(**{**options, **overrides})
 
 
 @pytest.mark.parametrize("estimator", CHEAP)
@@ -240,18 +242,22 @@ def test_attribute_uses_the_estimator(model, tokens, estimator):
     }[estimator]()
     result = H.attribute(model, tokens, config=config)
     assert result.curvature is not None
-    assert result.config.curvature_estimator == estimator
+    assert result.config.curvature.estimator == estimator
     torch.testing.assert_close(result.curvature, direct, rtol=1e-12, atol=1e-12)
 
 
-def test_every_config_estimator_is_registered_and_unknown_names_fail(model, tokens):
-    assert set(CURVATURE_ESTIMATORS) == {"exact", "row", "lowrank", "layer"}
-    config = _config("row")
-    object.__setattr__(config, "curvature_estimator", "spectral")  # bypasses __post_init__
-    with pytest.raises(ValueError, match="unknown curvature estimator 'spectral'; valid: exact"):
-        _estimate(model, tokens, config)
-    with pytest.raises(ValueError, match="unknown curvature_estimator"):
-        dataclasses.replace(config, curvature_estimator="spectral")
+def test_every_curvature_type_is_dispatched_and_other_types_fail(model, tokens):
+    adapter = ModelAdapter(model)
+    req = prepare(adapter, tokens, None)
+    specs = [kind(n_probes=2) for kind in CURVATURE_TYPES.values()]
+    with preserved_model_state(model):
+        for spec in specs:  # each type reaches its own implementation (no TypeError)
+            assert curvature_of(spec, adapter, req, generator=_gen()).shape == (req.target,)
+        with pytest.raises(TypeError, match="curvature must be Exact, RowBlock"):
+            curvature_of(cast(Any, "exact"), adapter, req)
+    with pytest.raises(TypeError, match="HetaConfig.curvature must be"):
+        H.HetaConfig(curvature=cast(Any, "spectral"))
+    assert Exact().estimator == "exact"
 
 
 @pytest.mark.parametrize("fn", [row_curvature, lowrank_curvature, layer_curvature])

@@ -19,7 +19,7 @@ def test_family_equals_separate_runs(model_id):
     model = make_model(model_id)
     tokens = torch.tensor([1, 5, 7, 3, 9, 11, 4])
     configs = {m: get_method(m).default_config for m in FAMILY}
-    configs = {m: HetaConfig(**{**c.to_dict(), "n_probes": 2}) for m, c in configs.items()}
+    configs = {m: c.with_probes(2) for m, c in configs.items()}
     shared = heta_family(model, tokens, target=5, configs=configs)
     assert list(shared) == FAMILY
     for name, config in configs.items():
@@ -37,8 +37,8 @@ def test_family_windowed_member_runs_alone():
     model = tiny_bridge()
     tokens = torch.tensor([1, 5, 7, 3, 9, 11, 4, 8, 2])
     configs = {
-        "plain": HetaConfig(n_probes=1),
-        "win": HetaConfig(n_probes=1, window=4, window_view="window"),
+        "plain": HetaConfig.flat(n_probes=1),
+        "win": HetaConfig.flat(n_probes=1, window=4, window_view="window"),
     }
     shared = heta_family(model, tokens, target=8, configs=configs)
     alone = attribute(model, tokens, target=8, config=configs["win"])

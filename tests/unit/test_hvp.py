@@ -3,7 +3,7 @@ from typing import Any, cast
 import pytest
 import torch
 
-from heta_lens.hvp import HvpOperator, hessian_vector_products
+from heta_lens.curvature.hvp import HvpOperator, hessian_vector_products
 
 
 def _cubic(x):  # row-wise scalar with a non-trivial, x-dependent Hessian
@@ -27,7 +27,7 @@ def test_unknown_strategy_rejected():
 
 
 def test_auto_chunk_size_respects_budget_and_bounds():
-    from heta_lens.hvp import auto_chunk_size
+    from heta_lens.curvature.hvp import auto_chunk_size
 
     smollm2 = {"n_layers": 30, "n_heads": 9, "d_model": 576, "d_mlp": 1536, "dtype_bytes": 4}
     small, large = (auto_chunk_size(**smollm2, ctx=n, budget_gb=4.0) for n in (64, 512))

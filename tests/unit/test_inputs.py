@@ -63,7 +63,6 @@ def test_empty_string_prompt_is_rejected():
     "kwargs",
     [
         {"beta": -1.0},
-        {"n_probes": 0},
         {"gate_mode": "x"},
         {"normalization": "z"},
         {"sink": "drop"},
@@ -73,3 +72,5 @@ def test_empty_string_prompt_is_rejected():
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
         H.HetaConfig(**kwargs)
+    with pytest.raises(ValueError):
+        H.Exact(n_probes=0)

@@ -43,7 +43,7 @@ def test_model_untouched_after_attribute(model, tokens, grad_enabled):
         p.requires_grad_(i % 2 == 0)
     with torch.set_grad_enabled(grad_enabled):
         before = _snapshot(model)
-        H.attribute(model, tokens, config=H.HetaConfig(n_probes=1))
+        H.attribute(model, tokens, config=H.HetaConfig.flat(n_probes=1))
         _assert_same(before, _snapshot(model))
 
 
@@ -66,7 +66,7 @@ def test_model_untouched_when_a_forward_raises_mid_run(model, tokens, monkeypatc
 
     monkeypatch.setattr(ModelAdapter, "last_log_probs", flaky)
     with pytest.raises(RuntimeError, match="boom"):
-        H.attribute(model, tokens, config=H.HetaConfig(n_probes=1, hvp_chunk=1))
+        H.attribute(model, tokens, config=H.HetaConfig.flat(n_probes=1, hvp_chunk=1))
     assert calls["n"] == 3
     _assert_same(before, _snapshot(model))
 

@@ -91,17 +91,17 @@ def test_prefix_strategy_leaves_no_state_on_the_model(model):
 
 
 def test_config_kl_strategy_reaches_attribute(model, tokens):
-    config = H.HetaConfig(use_curvature=False, kl_strategy="batched")
+    config = H.HetaConfig.flat(use_curvature=False, kl_strategy="batched")
     batched = H.attribute(model, tokens, config=config)
     prefix = H.attribute(model, tokens, config=H.HetaConfig(use_curvature=False))
-    assert H.HetaConfig().kl_strategy == "prefix"
+    assert H.HetaConfig().information.strategy == "prefix"
     assert batched.information is not None and prefix.information is not None
     torch.testing.assert_close(prefix.information, batched.information, **_tolerance(model))
 
 
 def test_unknown_strategy_and_chunk_rejected(model, tokens):
-    with pytest.raises(ValueError, match="kl_strategy"):
-        H.HetaConfig(kl_strategy="cached")
+    with pytest.raises(ValueError, match="KL strategy 'cached'"):
+        H.HetaConfig.flat(kl_strategy="cached")
     adapter = ModelAdapter(model)
     req = prepare(adapter, tokens, None)
     with pytest.raises(ValueError, match="KL strategy"):

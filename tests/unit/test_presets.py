@@ -44,7 +44,7 @@ def test_a_methods_own_beta_survives_a_preset(monkeypatch):
     monkeypatch.setitem(_REGISTRY, custom.name, custom)
     for config in _three_ways(custom.name, "fast"):
         assert (config.beta, config.gamma) == (0.8, 0.2)
-        assert (config.curvature_estimator, config.n_probes) == ("row", 8)
+        assert config.curvature == H.RowBlock(n_probes=8)
 
 
 def test_same_scores_through_cli_demo_and_evals_configs(model, tokens):

@@ -36,7 +36,7 @@ def _screenshot_script() -> ModuleType:
 def generated() -> list[H.HetaResult]:
     """The --generate workflow: successive targets over one growing sequence."""
     model = tiny_bridge()
-    config = H.HetaConfig(n_probes=2)
+    config = H.HetaConfig.flat(n_probes=2)
     return [H.attribute(model, TOKENS, target=t, config=config) for t in (3, 4, 5)]
 
 

@@ -54,8 +54,8 @@ def test_window_stride_and_validation():
 @pytest.mark.parametrize("view", ["prefix", "window"])
 @pytest.mark.parametrize("size", [10, 11, 64])
 def test_one_window_over_the_context_equals_plain_attribute(model, view, size):
-    plain = H.attribute(model, LONG, config=H.HetaConfig(n_probes=2, seed=3))
-    config = H.HetaConfig(n_probes=2, seed=3, window=size)
+    plain = H.attribute(model, LONG, config=H.HetaConfig.flat(n_probes=2, seed=3))
+    config = H.HetaConfig.flat(n_probes=2, seed=3, window=size)
     assert _equal(
         windowed_attribute(model, LONG, config=config, view=view),
         dataclasses.replace(plain, config=config),
@@ -67,7 +67,9 @@ def test_one_window_over_the_context_equals_plain_attribute(model, view, size):
 
 @pytest.mark.parametrize("view", ["prefix", "window"])
 def test_windowed_is_deterministic_and_keeps_the_score_identity(model, view):
-    config = H.HetaConfig(n_probes=2, seed=1, window=4, window_overlap=0.5, beta=0.3, gamma=0.7)
+    config = H.HetaConfig.flat(
+        n_probes=2, seed=1, window=4, window_overlap=0.5, beta=0.3, gamma=0.7
+    )
     a = windowed_attribute(model, LONG, config=config, view=view)
     b = windowed_attribute(model, LONG, config=config, view=view)
     assert _equal(a, b)
@@ -83,7 +85,7 @@ def test_windowed_is_deterministic_and_keeps_the_score_identity(model, view):
 
 
 def test_attribute_dispatches_to_the_prefix_view(model):
-    config = H.HetaConfig(n_probes=2, window=4)
+    config = H.HetaConfig.flat(n_probes=2, window=4)
     assert _equal(
         H.attribute(model, LONG, config=config), windowed_attribute(model, LONG, config=config)
     )
@@ -101,8 +103,8 @@ def _mean(values, spans, ctx):
 def test_prefix_view_terms_by_hand(model, sink):
     """Per window: gate restricted and renormalised (sink only in the window at 0), S and I
     normalised over the window; terms averaged over the windows containing each token."""
-    config = H.HetaConfig(n_probes=2, window=4, window_overlap=0.5, sink=sink)
-    plain = H.attribute(model, LONG, config=dataclasses.replace(config, window=None))
+    config = H.HetaConfig.flat(n_probes=2, window=4, window_overlap=0.5, sink=sink)
+    plain = H.attribute(model, LONG, config=config.updated(window=None))
     got = windowed_attribute(model, LONG, config=config)
     assert plain.curvature is not None and plain.information is not None
     spans = [(0, 4), (2, 6), (4, 8), (6, 10)]
@@ -125,7 +127,7 @@ def test_prefix_view_terms_by_hand(model, sink):
 def test_window_view_averages_per_window_attributions(model):
     """Window k is plain HETA (seed + k) on x_0, the window's tokens and the target; x_0's own
     values are dropped and the gate renormalised over the window (window 0 needs no anchor)."""
-    config = H.HetaConfig(n_probes=2, seed=4, window=6, window_overlap=0.5)
+    config = H.HetaConfig.flat(n_probes=2, seed=4, window=6, window_overlap=0.5)
     got = windowed_attribute(model, LONG, config=config, view="window")
     spans = W.window_spans(10, 6, 0.5)
     assert spans == [(0, 6), (3, 9), (4, 10)]
@@ -136,7 +138,7 @@ def test_window_view_averages_per_window_attributions(model):
         part = H.attribute(
             model,
             torch.cat([anchor, LONG[s:e], LONG[10:11]]),
-            config=dataclasses.replace(config, window=None, seed=4 + k),
+            config=config.updated(window=None, seed=4 + k),
         )
         assert part.curvature is not None and part.information is not None
         skip = anchor.numel()
@@ -148,13 +150,13 @@ def test_window_view_averages_per_window_attributions(model):
         terms["information_term"].append(normalize(part.information[skip:], "sum"))
     for name, values in (*raw.items(), *terms.items()):
         torch.testing.assert_close(getattr(got, name), _mean(values, spans, 10), rtol=1e-13, atol=0)
-    full = H.attribute(model, LONG, config=dataclasses.replace(config, window=None))
+    full = H.attribute(model, LONG, config=config.updated(window=None))
     assert got.target_log_prob == full.target_log_prob
 
 
 @pytest.mark.parametrize("view", ["prefix", "window"])
 def test_windowed_scores_ignore_tokens_after_target(model, view):
-    config = H.HetaConfig(n_probes=2, window=4)
+    config = H.HetaConfig.flat(n_probes=2, window=4)
     changed = LONG.clone()
     changed[9:] = 2
     a = windowed_attribute(model, LONG, target=8, config=config, view=view)
@@ -176,7 +178,7 @@ def test_windowed_leaves_the_model_untouched(model):
     model(LONG[None])
     hooks, attributes = hook_point_hook_count(model), set(vars(model))
     flags = [p.requires_grad for p in model.parameters()]
-    windowed_attribute(model, LONG, config=H.HetaConfig(n_probes=1, window=4), view="window")
+    windowed_attribute(model, LONG, config=H.HetaConfig.flat(n_probes=1, window=4), view="window")
     assert hook_point_hook_count(model) == hooks and set(vars(model)) == attributes
     assert [p.requires_grad for p in model.parameters()] == flags
 

@@ -28,8 +28,8 @@ def test_preset_replaces_estimator_fields_and_keeps_ablation_switches():
     )
     base = HetaConfig.ablation("kl_only")
     config = settings.heta_config(base)
-    assert config.curvature_estimator == preset("fast").curvature_estimator == "row"
-    assert config.n_probes == 3
+    assert config.curvature == preset("fast").curvature.__class__(n_probes=3)
+    assert config.curvature.estimator == "row"
     assert config.use_curvature is False and config.use_gate is True
     assert EvalSettings(dataset="d", model="m").heta_config(base) == base
 

@@ -1,21 +1,16 @@
 """Layer-restricted curvature (HETA-LS): eq. 3 w.r.t. the residual stream entering layer L − k."""
 
-from functools import partial
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.config import HvpStrategy
-from heta_lens.curvature import (
-    block_curvature,
-    default_generator,
-    resolve_probes,
-)
+from heta_lens.config import HvpStrategy, LayerSampled
+from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
+from heta_lens.curvature.exact import block_curvature
+from heta_lens.curvature.hvp import BatchedScalarFn, HvpOperator
 from heta_lens.hooks import ModelAdapter
-from heta_lens.hvp import BatchedScalarFn, HvpOperator
-from heta_lens.inputs import Prepared, on_request
+from heta_lens.inputs import Prepared
 
 
 def curvature_layer(n_layers: int, k: int) -> int:
@@ -89,39 +84,21 @@ def layer_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    compute = partial(
-        compute_layer_curvature,
-        k=k,
-        n_probes=n_probes,
+    return curvature_on_request(
+        model,
+        tokens,
+        LayerSampled(k=k, n_probes=n_probes),
+        target=target,
         probes=probes,
         generator=generator,
         chunk_size=chunk_size,
         strategy=strategy,
     )
-    return on_request(model, tokens, target, compute)
 
 
-def compute_layer_curvature(
-    adapter: ModelAdapter,
-    req: Prepared,
-    *,
-    k: int,
-    n_probes: int,
-    probes: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    chunk_size: int = 32,
-    strategy: HvpStrategy = "batched_grad",
-    progress: bool = False,
-) -> Float[Tensor, " ctx"]:
-    """:func:`layer_curvature` on an already validated request (inside the state guard)."""
-    layer = curvature_layer(adapter.n_layers, k)
-    probes = resolve_probes(
-        adapter,
-        int(req.prefix.numel()),
-        n_probes=n_probes,
-        probes=probes,
-        generator=default_generator(generator),
-    )
-    z = adapter.resid_pre(req.prefix, layer)
-    op = HvpOperator(resid_log_prob_fn(adapter, req, layer), z, strategy=strategy)
-    return block_curvature(op, probes, chunk_size=chunk_size, progress=progress)
+@estimate.register
+def _estimate(spec: LayerSampled, job: CurvatureJob) -> Float[Tensor, " ctx"]:
+    layer = curvature_layer(job.adapter.n_layers, spec.k)
+    z = job.adapter.resid_pre(job.req.prefix, layer)
+    op = HvpOperator(resid_log_prob_fn(job.adapter, job.req, layer), z, strategy=job.strategy)
+    return block_curvature(op, job.probes, chunk_size=job.chunk_size, progress=job.progress)

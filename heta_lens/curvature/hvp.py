@@ -1,5 +1,8 @@
 """Hessian–vector products of a scalar function of the input embeddings, never forming H.
 
+The operator, and its chunked application to probe vectors (whole, or restricted to one token
+block each), shared by every curvature estimator.
+
 :class:`HvpOperator` (and :func:`hessian_vector_products`) with two reverse-over-reverse
 strategies:
 
@@ -21,10 +24,13 @@ live in ``benchmarks/RESULTS.md``.
 from collections.abc import Callable
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from heta_lens.config import HvpStrategy
+from heta_lens.hooks import ModelAdapter
+from heta_lens.inputs import Prepared
 
 BatchedScalarFn = Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]
 """f applied row-wise: maps a batch of embedding matrices to one scalar per row."""
@@ -117,3 +123,76 @@ def auto_chunk_size(
     """
     per_hvp = n_layers * (n_heads * ctx * ctx + 10 * ctx * (d_model + d_mlp)) * dtype_bytes
     return max(1, min(max_chunk, int(budget_gb * 2**30 // per_hvp)))
+
+
+def target_log_prob_fn(adapter: ModelAdapter, req: Prepared) -> BatchedScalarFn:
+    """g(X) = log P(x_target | X) with X the prefix's input embeddings, row-wise over a batch."""
+
+    def fn(x: Tensor) -> Tensor:
+        ids = req.prefix[None].expand(x.shape[0], -1)
+        return adapter.last_log_probs(ids, x)[:, req.target_id]
+
+    return fn
+
+
+def embedding_hvp_operator(
+    adapter: ModelAdapter, req: Prepared, *, strategy: HvpStrategy
+) -> HvpOperator:
+    """v ↦ H v, H = ∇²_X log P(x_target | X) at the prefix's input embeddings X."""
+    x = adapter.embed(req.prefix[None])[0].detach()
+    return HvpOperator(target_log_prob_fn(adapter, req), x, strategy=strategy)
+
+
+def block_probe_vectors(
+    probes: Float[Tensor, "n_probes ctx d_model"], pairs: Int[Tensor, "n_pairs 2"]
+) -> Float[Tensor, "n_pairs ctx d_model"]:
+    """For each (token i, probe k) pair, probe k restricted to block i (zeros elsewhere)."""
+    out = torch.zeros((pairs.shape[0], *probes.shape[1:]), dtype=probes.dtype, device=probes.device)
+    rows = torch.arange(pairs.shape[0], device=probes.device)
+    out[rows, pairs[:, 0]] = probes[pairs[:, 1], pairs[:, 0]]
+    return out
+
+
+def own_block_products(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    desc: str = "curvature HVPs",
+) -> Float[Tensor, "n_vec ctx d_model"]:
+    """out[k, i] = H_ii v_{k,i} = Π_i H (Π_i v_k) for every vector k and token block i.
+
+    One HVP per (token, vector) pair (ctx·n_vec in all), ``chunk_size`` pairs per batched double
+    backward; only the own block of each HVP is kept, so the working memory beyond the output is
+    O(chunk_size · ctx · d_model).
+    """
+    n, ctx, _ = vectors.shape
+    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
+    out = torch.zeros_like(vectors)
+    starts = range(0, pairs.shape[0], chunk_size)
+    for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
+        chunk = pairs[start : start + chunk_size]
+        hv = op(block_probe_vectors(vectors, chunk))
+        out[chunk[:, 1], chunk[:, 0]] = hv[
+            torch.arange(chunk.shape[0], device=hv.device), chunk[:, 0]
+        ]
+    return out
+
+
+def hvps_in_chunks(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    desc: str = "curvature HVPs",
+) -> Float[Tensor, "n_vec ctx d_model"]:
+    """H v_k for every whole vector v_k (one HVP each), ``chunk_size`` per double backward."""
+    starts = range(0, vectors.shape[0], chunk_size)
+    return torch.cat(
+        [
+            op(vectors[start : start + chunk_size])
+            for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress)
+        ]
+    )

@@ -1,22 +1,13 @@
 """Row-block curvature S^row (HETA appendix): one HVP per probe covers every token's row block."""
 
-from functools import partial
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.config import HvpStrategy
-from heta_lens.curvature import (
-    default_generator,
-    embedding_hvp_operator,
-    hvps_in_chunks,
-    resolve_probes,
-)
-from heta_lens.hooks import ModelAdapter
-from heta_lens.hvp import HvpOperator
-from heta_lens.inputs import Prepared, on_request
+from heta_lens.config import HvpStrategy, RowBlock
+from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
+from heta_lens.curvature.hvp import HvpOperator, hvps_in_chunks
 
 
 def row_block_curvature(
@@ -82,35 +73,20 @@ def row_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    compute = partial(
-        compute_row_curvature,
-        n_probes=n_probes,
+    return curvature_on_request(
+        model,
+        tokens,
+        RowBlock(n_probes=n_probes),
+        target=target,
         probes=probes,
         generator=generator,
         chunk_size=chunk_size,
         strategy=strategy,
     )
-    return on_request(model, tokens, target, compute)
 
 
-def compute_row_curvature(
-    adapter: ModelAdapter,
-    req: Prepared,
-    *,
-    n_probes: int,
-    probes: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    chunk_size: int = 32,
-    strategy: HvpStrategy = "batched_grad",
-    progress: bool = False,
-) -> Float[Tensor, " ctx"]:
-    """:func:`row_curvature` on an already validated request (inside the state guard)."""
-    probes = resolve_probes(
-        adapter,
-        int(req.prefix.numel()),
-        n_probes=n_probes,
-        probes=probes,
-        generator=default_generator(generator),
-    )
-    op = embedding_hvp_operator(adapter, req, strategy=strategy)
-    return row_block_curvature(op, probes, chunk_size=chunk_size, progress=progress)
+@estimate.register
+def _estimate(spec: RowBlock, job: CurvatureJob) -> Float[Tensor, " ctx"]:
+    del spec  # the probe count is already in job.probes
+    op = job.embedding_operator()
+    return row_block_curvature(op, job.probes, chunk_size=job.chunk_size, progress=job.progress)

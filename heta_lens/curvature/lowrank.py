@@ -8,24 +8,18 @@ Two scopes, both exact at full rank:
   diagonal blocks afterwards, 2·r HVPs in all. Our addition, not the paper's.
 """
 
-from functools import partial
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.config import HvpStrategy, LowRankScope
-from heta_lens.curvature import (
-    default_generator,
-    embedding_hvp_operator,
+from heta_lens.config import HvpStrategy, LowRank, LowRankScope
+from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
+from heta_lens.curvature.hvp import (
+    HvpOperator,
     hvps_in_chunks,
     own_block_products,
-    resolve_probes,
 )
-from heta_lens.hooks import ModelAdapter
-from heta_lens.hvp import HvpOperator
-from heta_lens.inputs import Prepared, on_request
 
 
 def block_lowrank_curvature(
@@ -143,43 +137,28 @@ def lowrank_curvature(
         >>> s.shape, bool((s >= 0).all())
         (torch.Size([3]), True)
     """
-    compute = partial(
-        compute_lowrank_curvature,
-        rank=rank,
-        scope=scope,
-        n_probes=n_probes,
+    return curvature_on_request(
+        model,
+        tokens,
+        LowRank(rank=rank, scope=scope, n_probes=n_probes),
+        target=target,
         probes=probes,
         generator=generator,
         chunk_size=chunk_size,
         strategy=strategy,
     )
-    return on_request(model, tokens, target, compute)
 
 
-def compute_lowrank_curvature(
-    adapter: ModelAdapter,
-    req: Prepared,
-    *,
-    rank: int,
-    scope: LowRankScope = "block",
-    n_probes: int,
-    probes: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    chunk_size: int = 32,
-    strategy: HvpStrategy = "batched_grad",
-    progress: bool = False,
-) -> Float[Tensor, " ctx"]:
-    """:func:`lowrank_curvature` on an already validated request (inside the state guard)."""
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1; got {rank}")
-    if scope not in ("block", "global"):
-        raise ValueError(f"unknown low-rank scope {scope!r}; valid: 'block', 'global'")
-    ctx, d_model = int(req.prefix.numel()), adapter.d_model
-    gen = default_generator(generator)
-    probes = resolve_probes(adapter, ctx, n_probes=n_probes, probes=probes, generator=gen)
-    r = min(rank, d_model if scope == "block" else ctx * d_model)
-    sketch = torch.randn((r, ctx, d_model), generator=gen, dtype=adapter.dtype)
-    sketch = sketch.to(adapter.device)
-    op = embedding_hvp_operator(adapter, req, strategy=strategy)
-    estimator = block_lowrank_curvature if scope == "block" else global_lowrank_curvature
-    return estimator(op, probes, sketch, chunk_size=chunk_size, progress=progress)
+@estimate.register
+def _estimate(spec: LowRank, job: CurvatureJob) -> Float[Tensor, " ctx"]:
+    ctx, d_model = int(job.req.prefix.numel()), job.adapter.d_model
+    r = min(spec.rank, d_model if spec.scope == "block" else ctx * d_model)
+    sketch = torch.randn((r, ctx, d_model), generator=job.generator, dtype=job.adapter.dtype)
+    estimator = block_lowrank_curvature if spec.scope == "block" else global_lowrank_curvature
+    return estimator(
+        job.embedding_operator(),
+        job.probes,
+        sketch.to(job.adapter.device),
+        chunk_size=job.chunk_size,
+        progress=job.progress,
+    )
