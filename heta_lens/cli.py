@@ -6,7 +6,6 @@ A thin layer over the library (:func:`heta_lens.load_model`, the method registry
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -22,8 +21,9 @@ from heta_lens.hooks import ModelAdapter
 from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
 from heta_lens.presets import PRESETS
 from heta_lens.registry import MethodSpec, get_method, list_methods
-from heta_lens.result import AttributionResult, HetaResult
+from heta_lens.result import AttributionResult
 from heta_lens.targets import append_target_text, greedy_generate
+from heta_lens.viz.table import format_table
 
 DESCRIPTION = """\
 HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
@@ -144,34 +144,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         emit=lambda text: print(text, flush=True),
     )
     return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def format_table(result: AttributionResult, *, top: int) -> str:
-    """A ranked plain-text table of the ``top`` context tokens."""
-    target = (
-        result.token_strings[result.target] if result.token_strings else str(result.target_token)
-    )
-    lines = [
-        f"target [{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}  "
-        f"method={result.method}",
-        f"{'rank':>4} {'pos':>4}  {'token':<16} {'score':>10} {'gate':>10} {'curvature':>10} "
-        f"{'information':>11}",
-    ]
-    for rank, (pos, token, score) in enumerate(result.top(top), start=1):
-        gate = curv = info = None
-        if isinstance(result, HetaResult):
-            gate = float(result.gate[pos])
-            curv = None if result.curvature is None else float(result.curvature[pos])
-            info = None if result.information is None else float(result.information[pos])
-        lines.append(
-            f"{rank:>4} {pos:>4}  {token!r:<16} {score:>10.4g} {_fmt(gate):>10} "
-            f"{_fmt(curv):>10} {_fmt(info):>11}"
-        )
-    return "\n".join(lines)
 
 
 def _cmd_attribute(args: argparse.Namespace) -> int:

@@ -14,12 +14,11 @@ from torch import Tensor
 
 from heta_lens._typing import typechecked
 from heta_lens.result import AttributionResult, HetaResult
-from heta_lens.viz import visible_token
+from heta_lens.viz import cells
+from heta_lens.viz.cells import fmt, span, token_strings, tooltip, visible_token
 
-COMPONENTS = ("score", "gate", "curvature", "information")
+COMPONENTS = cells.DEFAULT_COMPONENTS
 """Columns of the breakdown, in order; baselines have only ``score``."""
-_POSITIVE = (220, 38, 38)  # red, as in heta_lens.viz
-_NEGATIVE = (37, 99, 235)  # blue for negative values (signed baselines)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,24 +44,7 @@ def components(result: AttributionResult) -> dict[str, Tensor]:
 
     Values are float64 on the CPU, one per context token.
     """
-    values = {"score": result.scores}
-    if isinstance(result, HetaResult):
-        extra = {"gate": result.gate, "curvature": result.curvature}
-        extra["information"] = result.information
-        values |= {name: value for name, value in extra.items() if value is not None}
-    return {name: value.detach().to("cpu", torch.float64) for name, value in values.items()}
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else "n/a"
-
-
-def _colour(value: float, scale: float) -> str:
-    """Inline style: white → red (white → blue when negative), white text on dark cells."""
-    a = min(abs(value) / scale, 1.0) if scale > 0 and math.isfinite(value) else 0.0
-    base = _POSITIVE if value >= 0 else _NEGATIVE
-    r, g, b = (round(255 + (c - 255) * a) for c in base)
-    return f"background-color:rgb({r},{g},{b});color:{'#fff' if a > 0.6 else '#111'}"
+    return cells.components(result, COMPONENTS)
 
 
 @typechecked
@@ -84,28 +66,22 @@ def render_tokens(result: AttributionResult, *, component: str = "score") -> str
     """
     values = components(result)
     shown = values[component] if component in values else values["score"]
-    finite = torch.nan_to_num(shown, nan=0.0, posinf=0.0, neginf=0.0)
-    scale = float(finite.abs().max()) if finite.numel() else 0.0
-    strings = result.token_strings or tuple(str(int(t)) for t in result.tokens)
+    scale = cells.max_abs(shown)
+    strings = token_strings(result)
     spans = []
     for pos in range(result.target):
         token = visible_token(strings[pos])
-        tip = "\n".join(
-            [f"pos {pos}: {token}", *(f"{k} = {_fmt(float(v[pos]))}" for k, v in values.items())]
-        )
+        style = cells.cell_style(float(shown[pos]), scale, prop="background-color")
+        tip = tooltip(f"pos {pos}: {token}", values, pos)
         spans.append(
-            f'<span class="heta-tok" data-pos="{pos}" title="{html.escape(tip)}" '
-            f'style="{_colour(float(shown[pos]), scale)}">{html.escape(token)}</span>'
+            span("heta-tok", token, [("data-pos", str(pos)), ("title", tip), ("style", style)])
         )
-    target = visible_token(strings[result.target])
-    tip = f"target, pos {result.target}\nlog p = {_fmt(result.target_log_prob)}"
-    spans.append(
-        f'<span class="heta-target" title="{html.escape(tip)}">{html.escape(target)}</span>'
-    )
+    tip = f"target, pos {result.target}\nlog p = {fmt(result.target_log_prob)}"
+    spans.append(span("heta-target", visible_token(strings[result.target]), [("title", tip)]))
     name = component if component in values else "score"
     legend = (
         f'<div class="heta-legend">colour: {html.escape(name)} · white = 0, red = largest '
-        f"(|max| = {_fmt(scale)}) · hover a token for all values</div>"
+        f"(|max| = {fmt(scale)}) · hover a token for all values</div>"
     )
     return f'<div class="heta-tokens">{"".join(spans)}</div>{legend}'
 
@@ -119,13 +95,13 @@ def breakdown(result: AttributionResult) -> Breakdown:
     order = torch.argsort(torch.nan_to_num(values["score"], nan=-math.inf), descending=True)
     rows = []
     for rank, pos in enumerate(order.tolist(), start=1):
-        cells = [float(f"{float(v[pos]):.4g}") for v in values.values()]
+        rounded = [float(f"{float(v[pos]):.4g}") for v in values.values()]
         rows.append(
             (
                 rank,
                 pos,
                 visible_token(strings[pos]),
-                *(c if math.isfinite(c) else None for c in cells),
+                *(c if math.isfinite(c) else None for c in rounded),
             )
         )
     return Breakdown(headers=("rank", "pos", "token", *values), rows=tuple(rows))
@@ -135,14 +111,13 @@ def summary_markdown(
     result: AttributionResult, *, preset: str | None, seconds: float, generated: bool
 ) -> str:
     """One Markdown line: the explained token, its probability, method, preset and time."""
-    strings = result.token_strings or tuple(str(int(t)) for t in result.tokens)
-    token = visible_token(strings[result.target]).replace("`", "'")
+    token = visible_token(token_strings(result)[result.target]).replace("`", "'")
     kind = "predicted next token" if generated else "token"
     p = math.exp(result.target_log_prob) if math.isfinite(result.target_log_prob) else math.nan
     used = f" · preset `{preset}`" if preset and isinstance(result, HetaResult) else ""
     return (
         f"**Explaining the {kind} `{token}`** at position {result.target} "
-        f"(p = {_fmt(p)}) from {result.target} context tokens · method `{result.method}`"
+        f"(p = {fmt(p)}) from {result.target} context tokens · method `{result.method}`"
         f"{used} · {seconds:.1f} s"
     )
 

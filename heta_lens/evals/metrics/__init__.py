@@ -26,7 +26,12 @@ from heta_lens.evals.metrics.soft import (
     random_attribution,
     soft_scores,
 )
-from heta_lens.evals.metrics.stats import Interval, bootstrap_ci, bootstrap_log_ratio
+from heta_lens.evals.metrics.stats import (
+    Interval,
+    bootstrap_ci,
+    bootstrap_cluster_ci,
+    bootstrap_log_ratio,
+)
 
 __all__ = [
     "AopcCurves",
@@ -44,6 +49,7 @@ __all__ = [
     "SoftScores",
     "aopc_curves",
     "bootstrap_ci",
+    "bootstrap_cluster_ci",
     "bootstrap_log_ratio",
     "dsa",
     "hard_topk_kl",

@@ -7,7 +7,14 @@ import pytest
 import torch
 from scipy import stats
 
-from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio, log_ratio
+from heta_lens.evals.metrics import (
+    Interval,
+    bootstrap_ci,
+    bootstrap_cluster_ci,
+    bootstrap_log_ratio,
+    log_ratio,
+)
+from heta_lens.evals.summary import summarize
 
 
 def sample(n: int, seed: int = 0) -> np.ndarray:
@@ -149,6 +156,105 @@ def test_random_mean_zero_in_some_resamples_gives_infinite_bound():
     got = bootstrap_log_ratio([1.0, 1.0, 1.0], [0.0, 0.0, 1.0], n_resamples=500)
     assert got.mean == pytest.approx(math.log(3.0))
     assert got.high == math.inf and math.isfinite(got.low)
+
+
+# ---------------------------------------------------------------- same draws as scipy
+def _scipy_interval(samples, statistic, *, n_resamples, confidence, seed):
+    return stats.bootstrap(
+        samples,
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+
+
+@pytest.mark.parametrize(
+    ("n", "n_resamples", "confidence", "seed"),
+    [(2, 7, 0.8, 0), (37, 500, 0.9, 3), (300, 2000, 0.95, 11)],
+)
+def test_same_seed_gives_exactly_the_scipy_interval(n, n_resamples, confidence, seed):
+    x = sample(n, seed=seed)
+    got = bootstrap_ci(x, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    ref = _scipy_interval((x,), np.mean, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    assert (got.low, got.high) == (ref.low, ref.high)
+
+    m, r = paired(n, seed=seed)
+
+    def statistic(a, b, axis):
+        return np.log(a.mean(axis=axis)) - np.log(b.mean(axis=axis))
+
+    got = bootstrap_log_ratio(m, r, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    ref = _scipy_interval(
+        (m, r), statistic, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )
+    assert (got.low, got.high) == (ref.low, ref.high)
+
+
+def test_non_finite_resamples_read_without_interpolation_from_scipys_draws():
+    """Oracle: the draws scipy makes (rng.integers(0, n, (B, n))), the statistic by hand,
+    ``numpy.quantile(method="inverted_cdf")``."""
+    m = np.array([1.0, 2.0, 0.5, 3.0, 1.0])
+    r = np.array([0.0, 0.0, 1.0, 0.0, 3.0])  # resamples of instances 0, 1, 3 only: +inf
+    idx = np.random.default_rng(5).integers(0, 5, size=(300, 5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resampled = np.log(m[idx].mean(axis=1)) - np.log(r[idx].mean(axis=1))
+    assert np.isposinf(resampled).any() and not np.isnan(resampled).any()
+    low, high = np.quantile(resampled, [0.05, 0.95], method="inverted_cdf")
+    got = bootstrap_log_ratio(m, r, n_resamples=300, confidence=0.9, seed=5)
+    assert (got.low, got.high) == (low, high) and got.high == math.inf
+    both_zero = bootstrap_log_ratio([0.0, 1.0, 1.0], [0.0, 1.0, 1.0], n_resamples=200)
+    assert math.isnan(both_zero.low) and math.isnan(both_zero.high)  # NaN propagates
+
+
+# ---------------------------------------------------------------- clustered
+def clustered(n_clusters: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 6, n_clusters)  # unequal clusters: pooled mean ≠ mean of means
+    centres = rng.normal(0.0, 1.0, n_clusters)
+    values = np.concatenate(
+        [c + 0.3 * rng.normal(size=k) for c, k in zip(centres, sizes, strict=True)]
+    )
+    labels = [f"u{i}" for i, k in enumerate(sizes) for _ in range(k)]
+    order = rng.permutation(len(labels))  # clusters interleaved, as rows of a run are
+    return values[order], [labels[i] for i in order]
+
+
+def test_cluster_bootstrap_matches_explicit_resampling_of_clusters():
+    """Oracle: draw clusters with scipy's draws, gather every observation of each drawn
+    cluster, average within then across the drawn clusters, linear quantiles."""
+    values, labels = clustered(25, seed=1)
+    got = bootstrap_cluster_ci(values, labels, n_resamples=400, confidence=0.9, seed=2)
+    names = list(dict.fromkeys(labels))
+    members = {u: [v for v, lab in zip(values, labels, strict=True) if lab == u] for u in names}
+    draws = np.random.default_rng(2).integers(0, len(names), size=(400, len(names)))
+    resampled = [np.mean([np.mean(members[names[i]]) for i in row]) for row in draws]
+    low, high = np.quantile(resampled, [0.05, 0.95])
+    assert got.n == 25 and got.n_dropped == 0
+    assert got.mean == pytest.approx(np.mean([np.mean(v) for v in members.values()]), rel=1e-12)
+    assert got.low == pytest.approx(low, rel=1e-12, abs=1e-12)
+    assert got.high == pytest.approx(high, rel=1e-12, abs=1e-12)
+    assert got.mean != pytest.approx(float(values.mean()), rel=1e-6)  # not the pooled mean
+
+
+def test_cluster_bootstrap_is_the_summary_tables_instance_bootstrap():
+    values, labels = clustered(30, seed=4)
+    rows = [
+        {"method": "m", "uid": u, "metrics": {"dsa": float(v)}, "seconds": 0.0}
+        for v, u in zip(values, labels, strict=True)
+    ]
+    (summary,) = summarize(rows, n_resamples=300, seed=6)
+    assert bootstrap_cluster_ci(values, labels, n_resamples=300, seed=6) == summary.values["dsa"]
+
+
+def test_cluster_bootstrap_drops_nans_and_empty_clusters_and_checks_lengths():
+    got = bootstrap_cluster_ci([1.0, math.nan, 3.0, math.nan], ["a", "a", "b", "c"])
+    assert (got.mean, got.n, got.n_dropped) == (2.0, 2, 1)
+    with pytest.raises(ValueError, match="one cluster per value"):
+        bootstrap_cluster_ci([1.0, 2.0], ["a"])
 
 
 @pytest.mark.bridge
