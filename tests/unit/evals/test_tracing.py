@@ -101,3 +101,27 @@ def test_default_corrupts_all_but_the_first_and_validates():
     with pytest.raises(ValueError, match="single token"):
         causal_trace(model, TOKENS, target=1)
     assert hook_point_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("model_id", model_params(["hooked-ln", "bridge"]))
+def test_no_hook_is_left_when_a_restoration_run_raises(model_id, monkeypatch):
+    """A failure inside the per-layer loop (hooks registered) leaves the model as it was."""
+    from heta_lens.hooks import ModelAdapter
+
+    model = make_model(model_id)
+    calls = {"n": 0}
+    original = ModelAdapter.last_log_probs
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # clean run, layer 0, then fail in layer 1 with its hooks on
+            raise RuntimeError("boom")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelAdapter, "last_log_probs", failing)
+    grad_mode = torch.is_grad_enabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        causal_trace(model, TOKENS, target=TARGET)
+    assert calls["n"] == 3
+    assert hook_point_hook_count(model) == 0
+    assert torch.is_grad_enabled() == grad_mode
