@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from torch import nn
 
 from heta_lens._typing import TokensLike
+from heta_lens.config import HetaConfig
+from heta_lens.presets import with_preset
 from heta_lens.result import AttributionResult
 
 
@@ -59,6 +61,16 @@ class MethodSpec:
         )
         return result if result.method == self.name else replace(result, method=self.name)
 
+    @property
+    def heta_family(self) -> bool:
+        """Whether this is HETA or a variant of it (its default config is a :class:`HetaConfig`)."""
+        return isinstance(self.default_config, HetaConfig)
+
+    def _heta_config(self, option: str) -> HetaConfig:
+        if not isinstance(self.default_config, HetaConfig):
+            raise ValueError(f"{option} applies to HETA-family methods, not {self.name!r}")
+        return self.default_config
+
     def with_preset(self, preset: str) -> "MethodSpec":
         """This method with ``preset``'s estimator settings on its default config
         (:func:`heta_lens.presets.with_preset`: the one preset-merge rule).
@@ -66,12 +78,7 @@ class MethodSpec:
         Raises:
             ValueError: Unknown preset, or the method is not in the HETA family.
         """
-        from heta_lens.config import HetaConfig
-        from heta_lens.presets import with_preset
-
-        if not isinstance(self.default_config, HetaConfig):
-            raise ValueError(f"a preset applies to HETA-family methods, not {self.name!r}")
-        return replace(self, default_config=with_preset(self.default_config, preset))
+        return replace(self, default_config=with_preset(self._heta_config("a preset"), preset))
 
     def with_probes(self, n_probes: int) -> "MethodSpec":
         """This method with ``n_probes`` Hutchinson probes in its curvature estimator.
@@ -79,12 +86,18 @@ class MethodSpec:
         Raises:
             ValueError: The method is not in the HETA family, or ``n_probes`` < 1.
         """
-        from heta_lens.config import HetaConfig
+        return replace(self, default_config=self._heta_config("--n-probes").with_probes(n_probes))
 
-        config = self.default_config
-        if not isinstance(config, HetaConfig):
-            raise ValueError(f"--n-probes applies to HETA-family methods, not {self.name!r}")
-        return replace(self, default_config=config.with_probes(n_probes))
+    def with_beta(self, beta: float) -> "MethodSpec":
+        """This method with weights β = ``beta``, γ = 1 − β (the evals' ``NAME@beta=B``).
+
+        Raises:
+            ValueError: The method is not in the HETA family, or β outside [0, 1].
+        """
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1]; got {beta}")
+        config = replace(self._heta_config("a @beta= weight"), beta=beta, gamma=1.0 - beta)
+        return replace(self, default_config=config)
 
 
 def _takes_progress(fn: object) -> bool:

@@ -17,11 +17,9 @@ from jaxtyping import Int
 from torch import Tensor, nn
 
 from heta_lens._typing import typechecked
-from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
 from heta_lens.models import Backend, list_models, load_model
-from heta_lens.presets import with_preset
 from heta_lens.registry import get_method
 from heta_lens.result import AttributionResult
 from heta_lens.targets import greedy_generate
@@ -190,10 +188,10 @@ def method_config(method: str, preset: str | None) -> Any:
     Raises:
         ValueError: Unknown method or preset (the messages list the valid names).
     """
-    config = get_method(method).default_config
-    if preset is None or not isinstance(config, HetaConfig):
-        return config
-    return with_preset(config, preset)
+    spec = get_method(method)
+    if preset is None or not spec.heta_family:
+        return spec.default_config
+    return spec.with_preset(preset).default_config
 
 
 def run_method(

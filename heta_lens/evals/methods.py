@@ -7,10 +7,8 @@ family's one run of S and I with every other family member of the same target.
 
 import math
 import re
-from dataclasses import replace
 from typing import Any
 
-from heta_lens.config import HetaConfig
 from heta_lens.registry import MethodSpec, get_method
 
 _VARIANT = re.compile(r"^(?P<base>[A-Za-z0-9_]+)@beta=(?P<beta>[0-9]*\.?[0-9]+)$")
@@ -35,17 +33,17 @@ def resolve_method(name: str) -> tuple[MethodSpec, Any]:
     if match is None:
         raise ValueError(f"bad method variant {name!r}; expected NAME@beta=B with B in [0, 1]")
     spec = get_method(match["base"])
-    if not isinstance(spec.default_config, HetaConfig):
+    if not spec.heta_family:
         raise ValueError(f"{name!r}: only HETA-family methods take @beta=…")
     beta = float(match["beta"])
     if not 0.0 <= beta <= 1.0 or math.isnan(beta):
         raise ValueError(f"{name!r}: beta must lie in [0, 1]")
-    return spec, replace(spec.default_config, beta=beta, gamma=1.0 - beta)
+    return spec, spec.with_beta(beta).default_config
 
 
 def is_heta_family(name: str) -> bool:
     """Whether ``name`` (a registry name or variant) is HETA or one of its ablations."""
-    return isinstance(resolve_method(name)[1], HetaConfig)
+    return resolve_method(name)[0].heta_family
 
 
 def beta_sweep(betas: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8, 1.0)) -> list[str]:
