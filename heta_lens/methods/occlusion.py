@@ -115,9 +115,9 @@ def occlusion(
 ) -> AttributionResult:
     """Leave-one-out occlusion: ``s_i = log P(x_T|x_<T) − log P(x_T|x_<T, token i masked)``.
 
-    Positive scores mark tokens whose masking lowers the target's probability. Equals Captum's
-    ``FeatureAblation`` on the input embeddings with one feature per token and the mask rows as
-    baseline (tested).
+    Positive scores mark tokens whose masking lowers the target's probability. Computed by
+    Captum's ``FeatureAblation`` on the input embeddings, one feature per token, the mask rows
+    as baseline (:func:`occlusion_scores`); tested against one-at-a-time reruns.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
