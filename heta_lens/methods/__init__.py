@@ -4,8 +4,9 @@ HETA and its ablations (:mod:`~heta_lens.methods.heta`), then the baselines: gra
 (saliency, input×gradient, integrated gradients), attention (rollout, last-layer attention),
 perturbation (leave-one-out occlusion, KL occlusion), ReAGent and a ContextCite-style
 surrogate. Every one has the registry signature and returns an
-:class:`~heta_lens.result.AttributionResult`; where Captum implements the same method, the unit
-tests check our numbers against Captum's. None of this imports :mod:`heta_lens.evals`.
+:class:`~heta_lens.result.AttributionResult`. Where Captum implements the method (saliency,
+input×gradient, integrated gradients, occlusion as ``FeatureAblation``), Captum computes it on
+our input-embedding forward. None of this imports :mod:`heta_lens.evals`.
 """
 
 from heta_lens.methods import attention, contextcite, gradients, heta, occlusion, reagent

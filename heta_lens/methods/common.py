@@ -14,6 +14,30 @@ from heta_lens.result import AttributionResult
 ScoreFn = Callable[[ModelAdapter, Prepared], Float[Tensor, " ctx"]]
 """Computes one score per context token of a validated request (inside the state guard)."""
 
+EmbedsFn = Callable[[Tensor], Tensor]
+"""f on a batch: embeddings ``[batch, ctx, d_model]`` → log P(target) ``[batch]``."""
+
+
+def log_prob_fn(adapter: ModelAdapter, req: Prepared) -> EmbedsFn:
+    """f(E) = log P(target | prefix) with the prefix embeddings replaced by E, batched.
+
+    The forward every Captum-backed baseline explains: E replaces the output of ``hook_embed``
+    through :meth:`ModelAdapter.last_log_probs` (so the hook lives inside ``model.hooks(...)``
+    and the state guard sees it); one row of the batch per embedding matrix.
+    """
+
+    def f(embeds: Tensor) -> Tensor:
+        tokens = req.prefix[None].expand(embeds.shape[0], -1)
+        return adapter.last_log_probs(tokens, embeds)[:, req.target_id]
+
+    return f
+
+
+def prefix_embeddings(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
+    """E: the input-embedding rows of the prefix, as at ``hook_embed`` (detached)."""
+    with torch.no_grad():
+        return adapter.embed(req.prefix[None])[0]
+
 
 def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
     """log P(tokens[target] | tokens[:target]) from one plain forward."""

@@ -2,11 +2,12 @@
 
 Every method explains the scalar f(E) = log P(x_T | x_<T), with E ∈ R^{ctx×d_model} the
 input embeddings of the prefix x_<T (the output of the embedding table, as at ``hook_embed``;
-positional information is added downstream, so it is not attributed). A forward on a batch
-of b embedding matrices is ``adapter.last_log_probs(prefix[None].expand(b, -1), E)[:,
-target_id]``. Each method first builds per-dimension attributions ``[ctx, d_model]`` (the
-tensor Captum returns for the same forward) and then aggregates them over ``d_model``
-(:func:`aggregate_dims`).
+positional information is added downstream, so it is not attributed). f on a batch of b
+embedding matrices is :func:`~heta_lens.methods.common.log_prob_fn`: ``hook_embed`` replaced
+through the adapter. Captum (``Saliency``, ``InputXGradient``, ``IntegratedGradients``)
+computes the per-dimension attributions ``[ctx, d_model]`` of f; each method then aggregates
+them over ``d_model`` (:func:`aggregate_dims`). Captum is used rather than our own loops
+because it is as fast and gives the same numbers on our models (``benchmarks/RESULTS.md``).
 """
 
 from collections.abc import Callable
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, get_args
 
-import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
-from heta_lens.methods.common import run_baseline
+from heta_lens.methods.common import EmbedsFn, log_prob_fn, prefix_embeddings, run_baseline
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 
@@ -31,8 +31,6 @@ IGMethod = Literal[
     "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
 ]
 IGBaseline = Literal["zero", "mean"]
-EmbedsFn = Callable[[Tensor], Tensor]
-"""f on a batch: embeddings ``[batch, ctx, d_model]`` → log P(target) ``[batch]``."""
 
 
 def _check_aggregate(aggregate: str) -> None:
@@ -106,14 +104,45 @@ def aggregate_dims(
     return attributions.norm(dim=-1) if aggregate == "l2" else attributions.sum(dim=-1)
 
 
-def log_prob_fn(adapter: ModelAdapter, req: Prepared) -> EmbedsFn:
-    """f(E) = log P(target | prefix) with the prefix embeddings replaced by E, batched."""
+def _leaf(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "1 ctx d_model"]:
+    """E as a batch of one that requires grad (Captum warns when it has to set the flag)."""
+    return prefix_embeddings(adapter, req)[None].requires_grad_(True)
 
-    def f(embeds: Tensor) -> Tensor:
-        tokens = req.prefix[None].expand(embeds.shape[0], -1)
-        return adapter.last_log_probs(tokens, embeds)[:, req.target_id]
 
-    return f
+@typechecked
+def saliency_dims(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
+    """|∂f/∂E| per dimension: ``captum.attr.Saliency`` (``abs=True``) on f."""
+    from captum.attr import Saliency
+
+    attr = Saliency(log_prob_fn(adapter, req)).attribute(_leaf(adapter, req), abs=True)
+    return attr[0].detach()
+
+
+@typechecked
+def input_x_gradient_dims(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
+    """E ⊙ ∂f/∂E per dimension: ``captum.attr.InputXGradient`` on f."""
+    from captum.attr import InputXGradient
+
+    attr = InputXGradient(log_prob_fn(adapter, req)).attribute(_leaf(adapter, req))
+    return attr[0].detach()
+
+
+@typechecked
+def quadrature(n_steps: int, method: IGMethod) -> tuple[Tensor, Tensor]:
+    """Captum's ``(step_sizes, alphas)`` for ``method``, as float64 tensors ``[n_steps]``.
+
+    The table :func:`integrated_gradients_dims` integrates with, read from
+    ``captum.attr._utils.approximation_methods``. Gauss–Legendre: numpy's nodes and weights
+    rescaled to [0, 1]; Riemann rules: alphas from a float32 ``torch.linspace``, steps 1/n
+    (``riemann_trapezoid`` halves the first and last, so its weights sum to (n−1)/n). Captum
+    casts the step sizes to float32 before weighting the gradients, so they are returned
+    rounded to float32 (relative error ≤ 2⁻²⁴ per weight).
+    """
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    steps_fn, alphas_fn = approximation_parameters(method)
+    steps = torch.tensor(steps_fn(n_steps), dtype=torch.float64).float().double()
+    return steps, torch.tensor(alphas_fn(n_steps), dtype=torch.float64)
 
 
 def batch_gradients(
@@ -124,58 +153,6 @@ def batch_gradients(
         x = embeds.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(f(x).sum(), x)
     return grad
-
-
-def prefix_embeddings(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
-    """E: the input-embedding rows of the prefix (detached)."""
-    with torch.no_grad():
-        return adapter.embed(req.prefix[None])[0]
-
-
-@typechecked
-def saliency_dims(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
-    """|∂f/∂E| per dimension (``captum.attr.Saliency`` with ``abs=True``)."""
-    f = log_prob_fn(adapter, req)
-    return batch_gradients(f, prefix_embeddings(adapter, req)[None])[0].abs()
-
-
-@typechecked
-def input_x_gradient_dims(adapter: ModelAdapter, req: Prepared) -> Float[Tensor, "ctx d_model"]:
-    """E ⊙ ∂f/∂E per dimension (``captum.attr.InputXGradient``)."""
-    embeds = prefix_embeddings(adapter, req)
-    return embeds * batch_gradients(log_prob_fn(adapter, req), embeds[None])[0]
-
-
-@typechecked
-def quadrature(n_steps: int, method: IGMethod) -> tuple[Tensor, Tensor]:
-    """Captum's ``(step_sizes, alphas)`` for ``method``, as float64 tensors ``[n_steps]``.
-
-    Reproduced value for value from ``captum.attr._utils.approximation_methods`` and
-    ``IntegratedGradients._attribute``: Gauss–Legendre nodes/weights from numpy rescaled to
-    [0, 1]; Riemann alphas from a float32 ``torch.linspace`` (Captum's default dtype) and steps
-    1/n (``riemann_trapezoid`` halves the first and last, so its weights sum to (n−1)/n, not 1
-    — Captum's rule, kept). Captum casts the step sizes to float32 before weighting the
-    gradients, so they are rounded to float32 here too (relative error ≤ 2⁻²⁴ per weight).
-    """
-    if method == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(n_steps)
-        alphas = torch.tensor(0.5 * (1 + nodes), dtype=torch.float64)
-        steps = torch.tensor(0.5 * weights, dtype=torch.float64)
-    else:
-        n, rule = n_steps, method.removeprefix("riemann_")
-        bounds = {
-            "left": (0.0, 1 - 1 / n),
-            "right": (1 / n, 1.0),
-            "middle": (1 / (2 * n), 1 - 1 / (2 * n)),
-            "trapezoid": (0.0, 1.0),
-        }
-        lo, hi = bounds[rule]
-        alphas = torch.linspace(lo, hi, n_steps, dtype=torch.float32).double()
-        steps = torch.full((n_steps,), 1 / n_steps, dtype=torch.float64)
-        if rule == "trapezoid":
-            steps[0] /= 2
-            steps[-1] /= 2
-    return steps.float().double(), alphas
 
 
 @typechecked
@@ -190,7 +167,9 @@ def path_integrated_gradients(
 ) -> Float[Tensor, "ctx d_model"]:
     """(E − E') ⊙ Σ_k w_k ∇f(E' + α_k (E − E')), ``internal_batch_size`` path points a forward.
 
-    Pure in ``f``: with exact quadrature weights, Σ of the result → f(E) − f(E') (completeness).
+    IG with caller-given weights kept in the embeddings' dtype: the exact-quadrature check of
+    completeness (Σ of the result → f(E) − f(E')). Not what the registered method runs
+    (:func:`integrated_gradients_dims`, Captum): Captum rounds every weight to float32.
     """
     delta = embeds - baseline
     total = torch.zeros_like(embeds)
@@ -206,21 +185,22 @@ def path_integrated_gradients(
 def integrated_gradients_dims(
     adapter: ModelAdapter, req: Prepared, *, config: IntegratedGradientsConfig
 ) -> Float[Tensor, "ctx d_model"]:
-    """Per-dimension IG attributions (``captum.attr.IntegratedGradients``, same options)."""
+    """Per-dimension IG attributions: ``captum.attr.IntegratedGradients`` on f, same options."""
+    from captum.attr import IntegratedGradients
+
     embeds = prefix_embeddings(adapter, req)
     if config.baseline == "zero":
         baseline = torch.zeros_like(embeds)
     else:
         baseline = adapter.mean_embedding().expand_as(embeds)
-    steps, alphas = quadrature(config.n_steps, config.method)
-    return path_integrated_gradients(
-        log_prob_fn(adapter, req),
-        embeds,
-        baseline,
-        step_sizes=steps,
-        alphas=alphas,
+    attr = IntegratedGradients(log_prob_fn(adapter, req)).attribute(
+        embeds[None],
+        baselines=baseline[None],
+        n_steps=config.n_steps,
+        method=config.method,
         internal_batch_size=config.internal_batch_size,
     )
+    return attr[0].detach()
 
 
 @typechecked

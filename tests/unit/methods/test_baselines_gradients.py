@@ -279,3 +279,24 @@ def test_methods_table():
         assert entry.fn.__name__ == entry.name
         assert entry.description
     assert G.METHODS[2].default_config == G.IntegratedGradientsConfig()
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_integrated_gradients_equal_the_explicit_path_sum(model, tokens, method, baseline):
+    """Captum's IG = (E − E') ⊙ Σ_k w_k ∇f at its (w, α) table, summed here without Captum."""
+    cfg = G.IntegratedGradientsConfig(
+        n_steps=12, method=method, baseline=baseline, internal_batch_size=5
+    )
+    adapter, req = request(model, tokens)
+    x = embeddings(model, req)[0]
+    base = torch.zeros_like(x) if baseline == "zero" else adapter.mean_embedding().expand_as(x)
+    steps, alphas = G.quadrature(cfg.n_steps, cfg.method)
+    f = captum_forward(adapter, req)
+    expected = torch.zeros_like(x)
+    for w, a in zip(steps.tolist(), alphas.tolist(), strict=True):
+        point = (base + a * (x - base)).requires_grad_(True)
+        (g,) = torch.autograd.grad(f(point[None]).sum(), point)
+        expected += w * g
+    got = G.integrated_gradients_dims(adapter, req, config=cfg)
+    torch.testing.assert_close(got, expected * (x - base), **oracle_tolerance(model))

@@ -119,3 +119,52 @@ def test_entries_and_config_validation():
         OcclusionConfig(batch_size=0)
     with pytest.raises(ValueError, match="strategy"):
         KlOcclusionConfig(strategy=cast(Any, "fast"))
+
+
+@pytest.mark.parametrize("mask", ["mean", "token:17"])
+def test_occlusion_equals_one_at_a_time_reruns_for_every_mask(model, tokens, mask):
+    """The other mask schemes against explicit reruns (no Captum in the oracle)."""
+    prefix, target_id = tokens[:TARGET], int(tokens[TARGET])
+    x = oracles.embeddings(model, prefix)
+    row = _mask_row(model, x, mask)
+    with torch.no_grad():
+        reference = float(_target_log_prob(model, prefix, x[None], target_id)[0])
+        expected = []
+        for i in range(TARGET):
+            masked = x.clone()
+            masked[i] = row
+            drop = reference - float(_target_log_prob(model, prefix, masked[None], target_id)[0])
+            expected.append(drop)
+    got = occlusion(model, tokens, target=TARGET, config=OcclusionConfig(mask=mask, batch_size=4))
+    torch.testing.assert_close(
+        got.scores, torch.tensor(expected, dtype=got.scores.dtype), **oracle_tolerance(model)
+    )
+
+
+def test_model_state_untouched_when_a_captum_forward_raises(model, tokens, monkeypatch):
+    """FeatureAblation's first masked batch raises inside a hook: the embedding hook and the
+    raising one are gone, and the model is as it was."""
+    from heta_lens.hooks import ModelAdapter
+
+    model(tokens[None])
+    model.train()
+    before = _snapshot(model)
+    calls = {"n": 0}
+    original = ModelAdapter.last_log_probs
+
+    def flaky(self, ids, embeds=None):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 1: target log-prob, 2: Captum's unmasked eval, 3: masked batch
+
+            def boom(act, hook):  # noqa: ARG001
+                raise RuntimeError("boom")
+
+            with self.model.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", boom)]):
+                return original(self, ids, embeds)
+        return original(self, ids, embeds)
+
+    monkeypatch.setattr(ModelAdapter, "last_log_probs", flaky)
+    with pytest.raises(RuntimeError, match="boom"):
+        occlusion(model, tokens, config=OcclusionConfig(batch_size=2))
+    assert calls["n"] == 3
+    _assert_same(before, _snapshot(model))
