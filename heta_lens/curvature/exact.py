@@ -40,7 +40,7 @@ def curvature_sensitivity(
     g(X) = log P(x_target | x_<target) w.r.t. the input embeddings X (``hook_embed``), r_k
     Rademacher vectors on block i. That is the diagonal block H_ii applied to sign vectors:
     ctx·m HVPs, batched over (token, probe) pairs in chunks of ``chunk_size`` (see
-    :mod:`heta_lens.hvp`). H is never formed.
+    :mod:`heta_lens.curvature.hvp`). H is never formed.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -52,7 +52,7 @@ def curvature_sensitivity(
         generator: Source of Rademacher probes (default: a generator seeded with 0, so calls
             are deterministic).
         chunk_size: HVPs per batched double backward.
-        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+        strategy: HVP strategy (:func:`heta_lens.curvature.hvp.hessian_vector_products`).
 
     Returns:
         S, shape ``[ctx]``, non-negative.

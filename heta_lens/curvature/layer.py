@@ -69,7 +69,7 @@ def layer_curvature(
         probes: Explicit probes ``[m, ctx, d_model]``.
         generator: Source of Rademacher probes (default: a generator seeded with 0).
         chunk_size: HVPs per batched double backward.
-        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+        strategy: HVP strategy (:func:`heta_lens.curvature.hvp.hessian_vector_products`).
 
     Returns:
         S^LS, shape ``[ctx]``, non-negative.

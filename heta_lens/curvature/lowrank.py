@@ -121,7 +121,7 @@ def lowrank_curvature(
         probes: Explicit probes ``[m, ctx, d_model]``.
         generator: Source of the probes, then of Ω (default: a generator seeded with 0).
         chunk_size: HVPs per batched double backward.
-        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+        strategy: HVP strategy (:func:`heta_lens.curvature.hvp.hessian_vector_products`).
 
     Returns:
         S^LR, shape ``[ctx]``, non-negative.

@@ -58,7 +58,7 @@ def row_curvature(
             (1/m) Σ_k ‖Π_i H probes[k]‖₁.
         generator: Source of Rademacher probes (default: a generator seeded with 0).
         chunk_size: HVPs per batched double backward.
-        strategy: HVP strategy (:func:`heta_lens.hvp.hessian_vector_products`).
+        strategy: HVP strategy (:func:`heta_lens.curvature.hvp.hessian_vector_products`).
 
     Returns:
         S^row, shape ``[ctx]``, non-negative.
