@@ -118,5 +118,10 @@ def from_flags(cls: type[T], namespace: argparse.Namespace) -> T:
 
 
 def comma_list(text: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``: the parse function of comma-separated flags."""
+    """The parse function of comma-separated flags: names, stripped, empty ones dropped.
+
+    Examples:
+        >>> comma_list("heta, occlusion,,")
+        ('heta', 'occlusion')
+    """
     return tuple(part.strip() for part in text.split(",") if part.strip())
