@@ -11,14 +11,11 @@ comparisons of REF with every other method (``heta_lens.evals.compare``) on ``--
 """
 
 import argparse
-import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
+from heta_lens.evals import read_run
 from heta_lens.evals.compare import compare_methods, comparison_table
-from heta_lens.evals.store import read_rows
-from heta_lens.evals.summary import markdown_table, summarize
 
 
 def main(
@@ -28,28 +25,16 @@ def main(
     compare: str | None = None,
     metrics: tuple[str, ...] = ("soft_nc", "soft_ns"),
 ) -> None:
-    rows = read_rows(Path(directory))
-    methods = {r["method"] for r in rows}
-    per_uid: dict[str, set[tuple[int, str]]] = defaultdict(set)
-    for r in rows:
-        per_uid[r["uid"]].add((r["target"], r["method"]))
-    complete = {
-        uid
-        for uid, keys in per_uid.items()
-        if len(keys) == len(methods) * len({t for t, _ in keys})
-    }
-    kept = [r for r in rows if r["uid"] in complete]
-    print(f"{len(complete)} complete instances\n")
-    print(markdown_table(summarize(kept)))
+    report = read_run(directory)  # the complete instances, as heta_lens.evals.read_run keeps them
+    print(report.text)
     if compare is not None:
         print(f"Paired comparisons with {compare} (95 % bootstrap over instances):\n")
-        print(comparison_table(compare_methods(kept, reference=compare, metrics=metrics)))
-    if plot and any(r.get("curves", {}).get("deletion") for r in kept):
+        print(comparison_table(compare_methods(report.rows, reference=compare, metrics=metrics)))
+    if plot and any(r.get("curves", {}).get("deletion") for r in report.rows):
         from heta_lens.evals.plots import plot_deletion_curves
 
-        settings = json.loads((Path(directory) / "run.json").read_text())["settings"]
         path = plot_deletion_curves(
-            kept, settings["aopc_fractions"], Path(directory) / "deletion.png"
+            report.rows, report.settings.aopc_fractions, Path(directory) / "deletion.png"
         )
         print(f"wrote {path}", file=sys.stderr)
 

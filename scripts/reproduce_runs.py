@@ -15,24 +15,13 @@ exceeds the tolerance (``--rtol``/``--atol``, default float32 round-off).
 """
 
 import argparse
-import json
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _settings(run: Path) -> Any:
-    from heta_lens.evals.settings import EvalSettings
-
-    stored = json.loads((run / "run.json").read_text())["settings"]
-    fields = EvalSettings.__dataclass_fields__
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
-    return EvalSettings(**values)
 
 
 def _gap(new: float | None, old: float | None) -> tuple[float, float]:
@@ -47,16 +36,15 @@ def compare_run(
     run: Path, *, n_instances: int, skip: set[str], only: set[str]
 ) -> dict[str, dict[str, Any]]:
     """Method → {rows, score_abs, score_rel, metric_abs, metric_rel, worst_metric}."""
-    from heta_lens.cli_eval import load_instances
+    from heta_lens.evals import load_instances, read_settings
     from heta_lens.evals.evaluate import evaluate_target
     from heta_lens.evals.store import read_rows
     from heta_lens.models import load_model
 
-    settings = _settings(run)
+    settings = read_settings(run)
     stored = {row["key"]: row for row in read_rows(run)}
     model = load_model(settings.model)
-    args = SimpleNamespace(data_dir=None, data=None, limit=None, top_k=10)
-    instances = load_instances(settings.dataset, model, args)
+    instances = load_instances(settings.dataset, model)
     stored_uids = list(dict.fromkeys(row["uid"] for row in stored.values()))
     by_uid = {instance.uid: instance for instance in instances}
     wanted = [uid for uid in stored_uids if uid in by_uid][:n_instances]

@@ -28,11 +28,12 @@
 # - **Deletion curves** (AOPC): remove the top-k tokens (embedding set to 0) for growing k and
 #   watch p(answer) fall; a faithful ranking makes it fall early.
 #
-# It runs offline in one to two minutes: short instances, few mask draws. The full evaluation is
-# one command (`heta-lens eval curated`, end of the notebook); its stored results are read at
-# the end.
+# It runs offline in one to two minutes: short instances, few mask draws. The evaluation is one
+# library call, `run_suite`, the same function `heta-lens eval` runs (its flags are the fields
+# of `SuiteSettings`); the stored results of the full evaluation are read at the end.
 
 # %%
+import math
 import warnings
 from pathlib import Path
 
@@ -44,11 +45,10 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: text progress bars
 
 import heta_lens as H
+from heta_lens.evals import Report, SuiteSettings, read_run, run_suite
 from heta_lens.evals.datasets import default_curated_path, load_curated, read_curated, write_curated
 from heta_lens.evals.datasets.curated_build import split_sentences
-from heta_lens.evals.metrics import aopc_curves, dsa, log_ratio, random_attribution, soft_scores
-from heta_lens.evals.store import read_rows
-from heta_lens.evals.summary import summarize
+from heta_lens.evals.metrics import dsa
 
 plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
 torch.manual_seed(0)
@@ -99,130 +99,122 @@ for region in ("narrative", "support", "question"):
     print(f"{region:>9}: {len(positions):2d} tokens, e.g. {[strings[p] for p in positions[:6]]}")
 
 # %% [markdown]
-# ## Attribute with four methods and a random baseline
+# ## One method, one metric
 #
 # Every method comes from the registry with the same signature
-# `method(model, tokens, target=T, config=...)`. HETA uses the `fast` preset (the default of
-# `heta-lens eval`); leave-one-out occlusion, input × gradient and attention rollout are the
-# baselines. The random attribution is ReAGent's: `softmax(u)`, `u ~ U(0, 1)`.
+# `method(model, tokens, target=T, config=...)`, and every metric is a plain function of the
+# model, the tokens, the target and one score vector. HETA with the `fast` preset (the default
+# of `heta-lens eval`) on the first instance, and its DSA:
 
 # %%
-METHODS = {
-    "heta": H.preset("fast"),
-    "occlusion": None,
-    "input_x_gradient": None,
-    "attention_rollout": None,
-}
-scores = {}
-for k, instance in enumerate(instances):
-    tokens, target = torch.tensor(instance.tokens), instance.targets[0]
-    for name, config in METHODS.items():
-        result = H.get_method(name)(model, tokens, target=target, config=config)
-        scores[instance.uid, name] = result.scores.detach().double()
-    generator = torch.Generator().manual_seed(k)
-    scores[instance.uid, "random"] = random_attribution(target, generator=generator)
-print(len(scores), "attributions")
+tokens, target = torch.tensor(first.tokens), first.targets[0]
+result = H.get_method("heta")(model, tokens, target=target, config=H.preset("fast"))
+support = torch.tensor(first.regions["support"])
+narrative = torch.tensor(first.regions["narrative"])
+by_hand = dsa(result.scores.double(), support=support, narrative=narrative)
+print(f"DSA of HETA on {first.uid}: {by_hand:.4f}")
 
 # %% [markdown]
-# ## Score them
+# ## Evaluate four methods and a random baseline
 #
-# Each metric is a plain function of the model, the tokens, the target and one score vector.
-# Soft-NS/NC draw random masks from an explicit generator (seeded per instance and method, so
-# numbers do not depend on the order things run in). We use 2 mask draws (ReAGent: 1, our
-# `heta-lens eval` default: 4) and 4 deletion steps (default 10) to keep this fast.
+# `run_suite` does this for every instance, method and metric: it loads the dataset for the
+# model (our short file, through `data`), runs each method, scores it with every metric of
+# the run (Soft-NS/NC, hard top-k KL, AOPC and, where a support region exists, DSA and F1),
+# and adds ReAGent's random attribution, `softmax(u)`, `u ~ U(0, 1)`, as the baseline the
+# Soft ratios are taken against. Each row is appended to `out/run/rows.jsonl` as soon as it is
+# computed, so an interrupted run resumes, and the summary goes to `out/run/summary.md`. Soft
+# mask draws come from a generator seeded per (instance, target, method), so numbers do not
+# depend on the order things run in. We use 2 mask draws (ReAGent: 1, the default: 4).
+#
+# The same run from a shell: `heta-lens eval curated --data out/curated_short.jsonl --limit 2
+# --methods heta,occlusion,input_x_gradient,attention_rollout --n-draws 2 --out out/run
+# --no-plots`.
 
 # %%
-FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-records, curves = [], {}
-for k, instance in enumerate(instances):
-    tokens, target = torch.tensor(instance.tokens), instance.targets[0]
-    support = torch.tensor(instance.regions["support"])
-    narrative = torch.tensor(instance.regions["narrative"])
-    for j, name in enumerate([*METHODS, "random"]):
-        s = scores[instance.uid, name]
-        generator = torch.Generator().manual_seed(1000 * k + j)
-        soft = soft_scores(model, tokens, target=target, scores=s, n_draws=2, generator=generator)
-        aopc = aopc_curves(model, tokens, target=target, scores=s, fractions=FRACTIONS)
-        curves[instance.uid, name] = aopc
-        records.append(
-            {
-                "instance": instance.uid,
-                "method": name,
-                "soft_ns": soft.soft_ns,
-                "soft_nc": soft.soft_nc,
-                "dsa": dsa(s, support=support, narrative=narrative),
-                "aopc_deletion": aopc.deletion_aopc,
-            }
-        )
-table = pd.DataFrame(records)
-table.round(3)
+settings = SuiteSettings(
+    dataset="curated",
+    data=OUT / "curated_short.jsonl",
+    limit=2,
+    methods=("heta", "occlusion", "input_x_gradient", "attention_rollout"),
+    n_draws=2,
+    out=OUT / "run",
+    plots=False,
+)
+report = run_suite(settings, model=model, progress=False)
+row = next(r for r in report.rows if r["uid"] == first.uid and r["method"] == "heta")
+print(
+    f"{len(report.rows)} rows; DSA of HETA on {first.uid} in its row: {row['metrics']['dsa']:.4f}"
+)
+table = pd.DataFrame(
+    [{"instance": r["uid"], "method": r["method"], **r["metrics"]} for r in report.rows]
+)
+table[["instance", "method", "soft_ns", "soft_nc", "dsa", "aopc_deletion"]].round(3)
 
 # %% [markdown]
+# The report holds the rows, the per-method summaries and the text `heta-lens eval` prints.
 # ReAGent reports Soft-NS/NC relative to the random attribution, as the log of the ratio of
-# means over instances. With two instances this is an illustration, not evidence:
+# means over instances, here with a 95% bootstrap interval over instances. With two instances
+# this is an illustration, not evidence:
+
 
 # %%
-summary = table.groupby("method", sort=False)[["dsa", "aopc_deletion"]].mean()
-for metric in ("soft_ns", "soft_nc"):
-    random_values = table[table.method == "random"][metric].to_numpy()
-    summary[f"{metric} ln-ratio"] = [
-        log_ratio(table[table.method == m][metric].to_numpy(), random_values) for m in summary.index
-    ]
-summary.round(3)
+def intervals(report: Report) -> pd.DataFrame:
+    """Method × metric: ``mean [low, high]`` of a report's summaries."""
+    cells = {
+        s.method: {k: f"{v.mean:.3f} [{v.low:.3f}, {v.high:.3f}]" for k, v in s.values.items()}
+        for s in report.summaries
+    }
+    return pd.DataFrame(cells).T[["soft_ns", "soft_nc", "dsa", "aopc_deletion"]]
+
+
+print(report.header.strip())
+intervals(report)
 
 # %% [markdown]
 # ## Deletion curves
 #
-# p(answer) as the top 25%, 50%, 75% and 100% of the context is removed, per method, for each
-# instance. The first point (0% removed) is the model's own probability.
+# p(answer) as a growing fraction of the context is removed (highest scores first), per
+# method, for each instance, from the rows' stored curves. The first point (0% removed) is the
+# model's own probability.
 
 # %%
-fig, axes = plt.subplots(1, len(instances), figsize=(8, 2.6), sharey=False)
-for ax, instance in zip(axes, instances, strict=True):
-    for name in [*METHODS, "random"]:
-        aopc = curves[instance.uid, name]
-        ax.plot((0, *aopc.fractions), (aopc.p_orig, *aopc.p_deletion), marker=".", label=name)
+fractions = report.settings.aopc_fractions
+fig, axes = plt.subplots(1, len(report.instances), figsize=(8, 2.6), sharey=False)
+for ax, instance in zip(axes, report.instances, strict=True):
+    p_orig = math.exp(instance.meta["answer_log_prob"])
+    for r in report.rows:
+        if r["uid"] == instance.uid:
+            deletion = r["curves"]["deletion"]
+            ax.plot((0, *fractions), (p_orig, *deletion), marker=".", label=r["method"])
     ax.set(title=f"{instance.uid} ({instance.meta['answer']})", xlabel="fraction removed")
 axes[0].set_ylabel("p(answer)")
 axes[-1].legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# On this 135M-parameter model, removing the top quarter of the context by almost any
+# On this 135M-parameter model, removing the top fifth of the context by almost any
 # ranking drives p(answer) to about 0, so deletion curves (and their AOPC) hardly separate
 # the methods: a ceiling effect of removing tokens by zeroing their embeddings. The soft
 # metrics, which perturb only part of each token's embedding, discriminate better.
 #
 # ## The same metrics at scale
 #
-# `heta-lens eval curated` runs all of this (plus hard-top-k KL, AOPC insertion and top-k
-# F1) on the full-length instances, with bootstrap intervals over instances, and stores one
-# JSON line per (instance, method) with the scores and the per-step curves; it resumes after
-# interruptions. The repository ships the rows of that run
-# (`evals/runs/curated-smollm2-135m`, discussed in `evals/RESULTS.md`); here they are read
-# back, summarised and plotted without running the model:
+# `heta-lens eval curated` runs all of this on the full-length instances, with bootstrap
+# intervals over instances, and stores one JSON line per (instance, method) with the scores
+# and the per-step curves; it resumes after interruptions. The repository ships the rows of
+# that run (`evals/runs/curated-smollm2-135m`, discussed in `evals/RESULTS.md`); `read_run`
+# reads them back as the same kind of report, summarising the instances every method
+# completed (what `scripts/eval_table.py` prints), without running the model:
 
 # %%
-run = read_rows(Path("../evals/runs/curated-smollm2-135m"))
-methods = list(dict.fromkeys(row["method"] for row in run))
-per_uid: dict[str, set[str]] = {}
-for row in run:
-    per_uid.setdefault(row["uid"], set()).add(row["method"])
-complete = {uid for uid, done in per_uid.items() if len(done) == len(methods)}
-run = [row for row in run if row["uid"] in complete]
-stored = summarize(run, n_resamples=1000)
-print(f"{len(complete)} complete instances")
-pd.DataFrame(
-    {
-        s.method: {k: f"{v.mean:.3f} [{v.low:.3f}, {v.high:.3f}]" for k, v in s.values.items()}
-        for s in stored
-    }
-).T[["soft_ns", "soft_nc", "dsa", "aopc_deletion"]]
+stored = read_run("../evals/runs/curated-smollm2-135m", n_resamples=1000)
+print(stored.header.strip())
+intervals(stored)
 
 # %%
 fig, ax = plt.subplots(figsize=(4.5, 2.8))
-for method in methods:
-    mine = torch.tensor([row["curves"]["deletion"] for row in run if row["method"] == method])
+for method in stored.methods:
+    mine = torch.tensor([r["curves"]["deletion"] for r in stored.rows if r["method"] == method])
     steps = torch.arange(1, mine.shape[1] + 1) / mine.shape[1]
     ax.plot(steps, mine.mean(0), marker=".", label=method)
 ax.set(xlabel="fraction removed", ylabel="mean p(answer)", title="deletion, all instances")

@@ -1,14 +1,17 @@
-"""``EvalSettings``: everything that fixes the numbers of an eval run (saved with the run)."""
+"""``EvalSettings``: everything that fixes the numbers of an eval run (saved with the run);
+``SuiteSettings``: what one ``heta-lens eval`` run asks for (its flags are these fields)."""
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
 
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.evals.metrics.causal import check_corruption
-from heta_lens.presets import preset, with_preset
+from heta_lens.flags import comma_list, flag, positional
+from heta_lens.presets import PRESETS, preset, with_preset
 
 METRIC_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment", "causal", "sensitivity")
 """``soft``: Soft-NS/NC (ReAGent recipe); ``hard``: ``hard_topk_kl`` (official HETA code's
@@ -100,3 +103,196 @@ def row_seed(seed: int, uid: str, target: int, method: str) -> int:
     """A stable 63-bit seed for one row (independent of run order and process)."""
     digest = hashlib.sha256(f"{seed}|{uid}|{target}|{method}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+DATASETS: tuple[str, ...] = ("longra", "tellmewhy", "wikitext", "curated", "rephrasing")
+"""Dataset names of ``heta-lens eval`` (each has a loader in :mod:`heta_lens.evals.datasets`)."""
+
+SUITES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # suite -> (default dataset, default metric groups)
+    "causal": ("longra", ("causal",)),
+    "robustness": ("rephrasing", ("sensitivity",)),
+    "decoding": ("tellmewhy", ("soft", "hard")),
+}
+"""Suites: a dataset and metric groups that go together (both can be overridden)."""
+
+SEQUENCE_DATASETS: tuple[str, ...] = ("tellmewhy", "wikitext")
+"""Datasets of greedy continuations (the decoding suite runs on these)."""
+
+DEFAULT_METHODS: tuple[str, ...] = (
+    "heta",
+    "integrated_gradients",
+    "attention_rollout",
+    "occlusion",
+)
+
+_EVAL_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(EvalSettings)}
+""":class:`EvalSettings`'s defaults, which the matching :class:`SuiteSettings` fields share."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuiteSettings:
+    """What one eval run asks for: ``heta-lens eval``'s flags, one field each.
+
+    The flags of ``heta-lens eval`` are generated from these fields (:mod:`heta_lens.flags`),
+    so every default lives here; :func:`heta_lens.evals.run_suite` runs them. The fields that
+    fix the numbers go to :meth:`eval_settings` (recorded in ``OUT/run.json``); the others say
+    where to read and write, and how many processes to use.
+
+    Attributes:
+        dataset: A dataset (:data:`DATASETS`) or a suite (:data:`SUITES`).
+        on: The dataset of a suite (default: the suite's own).
+        model: Model name, ``.gguf`` file or HF directory (:func:`heta_lens.load_model`).
+        backend: ``bridge`` (TransformerBridge) or ``hooked`` (HookedTransformer).
+        methods: Registered method names, or ``("all",)`` for every registered method.
+        limit: Evaluate the first ``limit`` instances only.
+        out: Output directory (default ``eval-results/<suite-dataset>-<model stem>``).
+        data_dir: Data root (default :func:`heta_lens.models.default_data_dir`).
+        data: A JSONL file in the curated schema (curated) or of rephrasing pairs.
+        top_k: Curated: keep instances whose answer the model ranks in its top ``top_k``.
+        n_draws: Mask draws per Soft-NS/NC score.
+        seed: Base seed of every row's generator and of the bootstrap.
+        metrics: Metric groups (default: the suite's, else :data:`DEFAULT_METRICS`).
+        heta_preset: Preset of every HETA-family method (``None``: registry defaults).
+        n_probes: Hutchinson probes of the HETA family (default: the preset's).
+        mask: How hard-top-k and AOPC remove a token (``zero | mean | token:<id>``).
+        beta_sweep: Add the β/γ sweep ``heta@beta=B`` to ``methods``.
+        corruption: Intervention of the causal metrics.
+        causal_draws: Noise draws per causal effect.
+        sensitivity_delta: Relative embedding noise δ of the sensitivity metric.
+        sensitivity_draws: Noisy reruns per method (≥ 2).
+        grid: Decoding suite: the full 162-point sampling grid or 9 points.
+        plots: Write PNG figures next to the summary.
+        workers: Processes (each loads the model).
+        threads: Torch threads of an in-process run (``None``: leave as is).
+    """
+
+    dataset: str = positional(
+        choices=(*DATASETS, *SUITES),
+        help="a dataset, or a suite: 'causal' (Patch-Corr, Intervention@5, misattribution; "
+        "default on longra) or 'robustness' (sensitivity, and rephrasing ρ on the "
+        "active/passive pairs) or 'decoding' (metric invariance over the sampling grid; "
+        "default on tellmewhy)",
+    )
+    on: str | None = flag(None, choices=DATASETS, help="dataset of a suite")
+    model: str = flag("smollm2-135m", help="model name, .gguf or HF dir")
+    backend: Literal["bridge", "hooked"] = flag(
+        "bridge", choices=("bridge", "hooked"), parse=str, help="model backend"
+    )
+    methods: tuple[str, ...] = flag(
+        DEFAULT_METHODS,
+        parse=comma_list,
+        help=f"comma-separated registry names or 'all' (default: {','.join(DEFAULT_METHODS)})",
+    )
+    limit: int | None = flag(None, help="first N instances only")
+    out: Path | None = flag(None, help="output dir (default eval-results/…)")
+    data_dir: Path | None = flag(
+        None, help="data root (default $HETA_LENS_DATA, else the data shipped with heta-lens)"
+    )
+    data: Path | None = flag(
+        None, help="curated: any JSONL file in the curated schema (docs/curated_schema.md)"
+    )
+    top_k: int = flag(
+        10, help="curated: keep instances whose answer token the model ranks in its top k"
+    )
+    n_draws: int = flag(_EVAL_DEFAULTS["n_draws"], help="mask draws per Soft-NS/NC score")
+    seed: int = flag(_EVAL_DEFAULTS["seed"], help="base seed of the rows and the bootstrap")
+    metrics: tuple[str, ...] | None = flag(
+        None,
+        parse=comma_list,
+        help=f"subset of {','.join(METRIC_GROUPS)} (default {','.join(DEFAULT_METRICS)}; "
+        "causal suite: causal; robustness suite: sensitivity)",
+    )
+    heta_preset: str | None = flag(
+        "fast",
+        choices=tuple(PRESETS),
+        help="curvature preset for every HETA-family method (default fast = row estimator, "
+        "8 probes: Spearman 0.989 with full eq. 3 in benchmarks/RESULTS.md; 'full' is eq. 3)",
+    )
+    n_probes: int | None = flag(None, help="Hutchinson probes (HETA family)")
+    mask: str = flag(
+        _EVAL_DEFAULTS["mask"],
+        help="how hard-top-k and AOPC remove a token: zero | mean | token:<id> (default zero)",
+    )
+    beta_sweep: bool = flag(
+        False,
+        help="add the β/γ sweep heta@beta=B (B in 0, .2, .5, .8, 1; γ = 1 − β) to --methods",
+    )
+    corruption: str = flag(
+        _EVAL_DEFAULTS["corruption"],
+        help="causal intervention: noise (Meng et al., 3σ) | zero | mean | token:<id>",
+    )
+    causal_draws: int = flag(_EVAL_DEFAULTS["causal_draws"], help="noise draws per causal effect")
+    sensitivity_delta: float = flag(
+        _EVAL_DEFAULTS["sensitivity_delta"], help="relative embedding noise δ"
+    )
+    sensitivity_draws: int = flag(
+        _EVAL_DEFAULTS["sensitivity_draws"], help="noisy reruns per method (≥ 2)"
+    )
+    grid: Literal["full", "small"] = flag(
+        "full",
+        choices=("full", "small"),
+        parse=str,
+        help="decoding suite: the paper's 162-point grid, or 9 points (temperature × top-p)",
+    )
+    plots: bool = flag(True, name="--no-plots", help="do not write PNG figures next to the summary")
+    workers: int = flag(1, help="processes (each loads the model)")
+    threads: int | None = flag(None, help="torch threads (1 worker)")
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS and self.dataset not in SUITES:
+            valid = ", ".join((*DATASETS, *SUITES))
+            raise ValueError(f"unknown dataset or suite {self.dataset!r}; valid: {valid}")
+        if self.on is not None and self.suite is None:
+            raise ValueError("--on selects the dataset of a suite (causal, robustness)")
+        if self.on is not None and self.on not in DATASETS:
+            raise ValueError(f"unknown dataset {self.on!r}; valid: {', '.join(DATASETS)}")
+        if self.suite == "decoding" and self.dataset_name not in SEQUENCE_DATASETS:
+            raise ValueError("the decoding suite runs on a sequence dataset: tellmewhy, wikitext")
+
+    @property
+    def suite(self) -> str | None:
+        """The suite, or ``None`` for a plain dataset run."""
+        return self.dataset if self.dataset in SUITES else None
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset the run reads (a suite's ``on``, or its default)."""
+        if self.suite is None:
+            return self.dataset
+        return self.on or SUITES[self.suite][0]
+
+    @property
+    def name(self) -> str:
+        """``<suite>-<dataset>`` or ``<dataset>``: the run's name."""
+        return f"{self.suite}-{self.dataset_name}" if self.suite else self.dataset_name
+
+    @property
+    def out_dir(self) -> Path:
+        """Where rows and summaries go."""
+        return self.out or Path("eval-results") / f"{self.name}-{Path(self.model).stem}"
+
+    @property
+    def metric_groups(self) -> tuple[str, ...]:
+        """The metric groups computed: ``metrics``, else the suite's, else the defaults."""
+        if self.metrics is not None:
+            return self.metrics
+        return SUITES[self.suite][1] if self.suite else DEFAULT_METRICS
+
+    def eval_settings(self) -> EvalSettings:
+        """The settings that fix the run's numbers (validated; stored in ``run.json``)."""
+        overrides = () if self.n_probes is None else (("n_probes", self.n_probes),)
+        return EvalSettings(
+            dataset=self.dataset_name,
+            model=self.model,
+            n_draws=self.n_draws,
+            seed=self.seed,
+            metrics=self.metric_groups,
+            heta_preset=self.heta_preset,
+            heta_overrides=overrides,
+            mask=self.mask,
+            corruption=self.corruption,
+            causal_draws=self.causal_draws,
+            sensitivity_delta=self.sensitivity_delta,
+            sensitivity_draws=self.sensitivity_draws,
+        )

@@ -26,6 +26,8 @@ MODULES = [
     "heta_lens.evals.methods",
     "heta_lens.evals.datasets.rephrasing",
     "heta_lens.evals.decoding",
+    "heta_lens.evals.stored",
+    "heta_lens.flags",
 ]
 
 
