@@ -31,6 +31,7 @@ from heta_lens.registry import (
     register_method,
 )
 from heta_lens.result import AttributionResult, HetaResult
+from heta_lens.targets import Contrast, Metric, Span, Target, Token
 
 # Registers every built-in method (HETA and its ablations, then the baselines).
 from heta_lens import methods as _methods  # noqa: E402, F401  isort: skip
@@ -40,6 +41,7 @@ __all__ = [
     "PRESETS",
     "AttributionMethod",
     "AttributionResult",
+    "Contrast",
     "Exact",
     "HetaConfig",
     "HetaResult",
@@ -49,6 +51,7 @@ __all__ = [
     "LayerSampled",
     "LowRank",
     "MethodSpec",
+    "Metric",
     "attribute",
     "curvature_sensitivity",
     "gate_from_capture",
@@ -64,6 +67,9 @@ __all__ = [
     "preset",
     "register_method",
     "RowBlock",
+    "Span",
+    "Target",
+    "Token",
     "Window",
     "row_curvature",
     "semantic_gate",

@@ -7,12 +7,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.components import ComponentCache, Components, target_log_prob
+from heta_lens.components import ComponentCache, Components, target_scalars
 from heta_lens.config import HetaConfig, Window, WindowView
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.inputs import Prepared, prepare
+from heta_lens.inputs import Prepared
 from heta_lens.result import HetaResult
 from heta_lens.scoring import combine, gate_term, normalize
+from heta_lens.targets import TargetLike, prepare_target
 from heta_lens.windows import (
     ScoreTerms,
     Span,
@@ -30,11 +31,12 @@ def attribute(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: HetaConfig | None = None,
     progress: bool = False,
 ) -> HetaResult:
-    """Hessian-Enhanced Token Attribution of ``tokens[target]`` to each earlier token.
+    """Hessian-Enhanced Token Attribution of ``tokens[target]`` (or any target's scalar f) to
+    each earlier token.
 
     Attr_i = G_i · (β·S'_i + γ·I'_i): G the gate term (:func:`heta_lens.semantic_gate`, sink
     policy applied), S' and I' the normalised curvature (:func:`heta_lens.curvature_sensitivity`)
@@ -44,10 +46,18 @@ def attribute(
     ``config.window`` is set and the context is longer, this is HETA-WIN in its default
     ``"prefix"`` view (:func:`windowed_attribute`).
 
+    ``target`` may name another scalar f than a token's log-probability
+    (:mod:`heta_lens.targets`): a :class:`~heta_lens.targets.Contrast` (logit difference),
+    a :class:`~heta_lens.targets.Span` (teacher-forced continuation) or a
+    :class:`~heta_lens.targets.Metric` (a function of one hook point's activation). S is then
+    the curvature of f, I its information functional and M the gate rows of its position(s)
+    (:mod:`heta_lens.objective`); the result records the kind and f's value.
+
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids ``[pos]``/``[1, pos]`` containing the target, or a string.
-        target: Index of the explained token (default: the last; negative counts from the end).
+        target: Index of the explained token (default: the last; negative counts from the
+            end), or a :data:`~heta_lens.targets.TargetLike`.
         config: :class:`HetaConfig` (default: ``HetaConfig()``).
         progress: Show tqdm progress bars for the HVP and masked-rerun loops.
 
@@ -55,9 +65,10 @@ def attribute(
         A :class:`HetaResult`; ``scores`` has one entry per context token.
 
     Raises:
-        TypeError: Unsupported model or non-integer tokens.
+        TypeError: Unsupported model, non-integer tokens, or a metric whose ``fn`` does not
+            return a scalar.
         ValueError: Empty tokens, target 0 or out of range, sequence longer than ``n_ctx``,
-            unknown mask scheme.
+            unknown mask scheme, an invalid target (:func:`heta_lens.targets.prepare_target`).
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -67,13 +78,15 @@ def attribute(
     """
     config = config or HetaConfig()
     adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
+    req = prepare_target(adapter, tokens, target)
     if config.window is not None and req.target > config.window.size:
         return _windowed(adapter, req, config, view=config.window.view, progress=progress)
     with preserved_model_state(model):
-        log_prob = target_log_prob(adapter, req)
+        log_prob, value = target_scalars(adapter, req)
         parts = compute_components(adapter, req, config=config, progress=progress)
-    return result_from_components(adapter, req, parts, log_prob=log_prob, config=config)
+    return result_from_components(
+        adapter, req, parts, log_prob=log_prob, config=config, value=value
+    )
 
 
 @typechecked
@@ -81,7 +94,7 @@ def windowed_attribute(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: HetaConfig | None = None,
     view: WindowView | None = None,
     progress: bool = False,
@@ -100,7 +113,8 @@ def windowed_attribute(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: the last).
+        target: Index of the explained token (default: the last), or a target
+            (:mod:`heta_lens.targets`; the ``"window"`` view takes token targets only).
         config: :class:`HetaConfig`; ``window=None`` means one window over the whole context.
         view: ``"prefix"`` (the model always sees the full prefix) or ``"window"`` (the model
             sees each window followed by the target); default ``config.window.view``
@@ -129,7 +143,7 @@ def windowed_attribute(
     if view not in ("prefix", "window"):
         raise ValueError(f"unknown window view {view!r}; valid: prefix, window")
     adapter = ModelAdapter(model)
-    return _windowed(adapter, prepare(adapter, tokens, target), config, view, progress)
+    return _windowed(adapter, prepare_target(adapter, tokens, target), config, view, progress)
 
 
 def compute_components(
@@ -146,6 +160,7 @@ def result_from_components(
     *,
     log_prob: float,
     config: HetaConfig,
+    value: float | None = None,
 ) -> HetaResult:
     """Combine raw components into a (non-windowed) :class:`HetaResult` as ``config`` says.
 
@@ -166,24 +181,30 @@ def result_from_components(
         curvature=parts.curvature if config.use_curvature else None,
         information=parts.information if config.use_information else None,
     )
-    return _result(adapter, req, kept, terms, log_prob, config)
+    return _result(adapter, req, kept, terms, log_prob, config, value)
 
 
 def _windowed(
     adapter: ModelAdapter, req: Prepared, config: HetaConfig, view: WindowView, progress: bool
 ) -> HetaResult:
     ctx = req.target
+    if view == "window" and req.objective is not None and req.goal.kind != "token":
+        raise ValueError(
+            f"the 'window' view runs each window followed by the target token; a "
+            f"{req.goal.kind} target needs the 'prefix' view"
+        )
     window = config.window or Window(size=ctx)
     spans = window_spans(ctx, window.size, window.overlap)
     with preserved_model_state(adapter.model):
-        log_prob = target_log_prob(adapter, req)
+        log_prob, value = target_scalars(adapter, req)
         if view == "prefix":
             parts = compute_components(adapter, req, config=config, progress=progress)
             windows = prefix_view_windows(parts.gate, parts.curvature, parts.information, spans)
         else:
             windows = _window_view_windows(adapter, req, config, spans, progress)
             parts = _mean_components(windows, ctx)
-    return _result(adapter, req, parts, windowed_terms(windows, ctx, config), log_prob, config)
+    terms = windowed_terms(windows, ctx, config)
+    return _result(adapter, req, parts, terms, log_prob, config, value)
 
 
 def _window_view_windows(
@@ -245,6 +266,7 @@ def _result(
     terms: ScoreTerms,
     log_prob: float,
     config: HetaConfig,
+    value: float | None = None,
 ) -> HetaResult:
     scores = combine(
         terms.gate_term,
@@ -268,4 +290,7 @@ def _result(
         curvature_term=terms.curvature_term,
         information_term=terms.information_term,
         config=config,
+        target_kind=req.goal.kind,
+        target_description=req.goal.description,
+        target_value=log_prob if value is None else value,
     )

@@ -22,7 +22,13 @@ from heta_lens.models import ModelNotInstalledError, default_data_dir, list_mode
 from heta_lens.presets import PRESETS
 from heta_lens.registry import MethodSpec, get_method, list_methods
 from heta_lens.result import AttributionResult
-from heta_lens.targets import append_target_text, greedy_generate
+from heta_lens.targets import (
+    Contrast,
+    Span,
+    TargetLike,
+    append_target_text,
+    greedy_generate,
+)
 from heta_lens.viz.table import format_table
 
 DESCRIPTION = """\
@@ -30,6 +36,9 @@ HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
 
   heta-lens attribute "The capital of France is" --generate 3 --html heta.html
   heta-lens attribute "The capital of France is" --target-text " Paris"
+  heta-lens attribute "When Mary and John went to the store, John gave a drink to" \
+      --target-text " Mary" --contrast " John"
+  heta-lens attribute "The tallest tower in Paris is the" --span " Eiffel Tower"
   heta-lens models
   heta-lens bench --out benchmarks/RESULTS.md
   heta-lens eval curated --limit 50 --methods heta,integrated_gradients,attention_rollout,occlusion
@@ -64,7 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--target-text",
         metavar="TEXT",
-        help='append TEXT (e.g. " Paris") and attribute each of its tokens',
+        help='append TEXT (e.g. " Paris") and attribute each of its tokens; with --contrast, '
+        "the answer (one token)",
+    )
+    which.add_argument(
+        "--span",
+        metavar="TEXT",
+        help='explain the whole continuation TEXT (e.g. " Eiffel Tower"): '
+        "Σ log P(its tokens | prompt), teacher forced",
+    )
+    att.add_argument(
+        "--contrast",
+        metavar="FOIL",
+        help='explain logit(answer) − logit(FOIL) (e.g. " John") at the last prompt position; '
+        "the answer is --target-text or the greedy next token",
     )
     att.add_argument("--model", default="smollm2-135m", help="model name, .gguf or HF dir")
     att.add_argument("--backend", choices=["bridge", "hooked"], default="bridge")
@@ -97,7 +119,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _targets(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, list[int]]:
+def _targets(
+    model: Any, args: argparse.Namespace
+) -> tuple[torch.Tensor | str, Sequence[TargetLike]]:
+    if args.contrast is not None:
+        if args.generate is not None or args.target_index is not None or args.span is not None:
+            raise ValueError(
+                "--contrast takes the answer from --target-text, or the greedy next token "
+                "when there is none; it does not combine with --generate, --target-index "
+                "or --span"
+            )
+        answer: int | str = args.target_text
+        if answer is None:
+            ids, _ = greedy_generate(model, args.text, max_new_tokens=1)
+            answer = int(ids[-1])
+        return args.text, [Contrast(answer, args.contrast)]
+    if args.span is not None:
+        return args.text, [Span(args.span)]
     if args.target_text is not None:
         return append_target_text(model, args.text, args.target_text)
     if args.target_index is not None:
@@ -106,7 +144,7 @@ def _targets(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, list[i
 
 
 def _run_method(
-    model: Any, tokens: torch.Tensor, target: int, args: argparse.Namespace
+    model: Any, tokens: torch.Tensor | str, target: TargetLike, args: argparse.Namespace
 ) -> AttributionResult:
     spec = method_spec(args)
     return spec(model, tokens, target=target, progress=True)

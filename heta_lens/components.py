@@ -14,7 +14,7 @@ from torch import Tensor
 
 from heta_lens.config import HetaConfig
 from heta_lens.curvature.base import estimate_curvature
-from heta_lens.gate import gate_from_capture
+from heta_lens.gate import objective_gate
 from heta_lens.hooks import AttentionCapture, ModelAdapter
 from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
@@ -61,8 +61,15 @@ class ComponentCache:
         """The raw gate M for ``config.gate_mode``."""
         if config.gate_mode not in self._gates:
             if self._capture is None:
-                self._capture = self.adapter.capture_attention(self.req.prefix)
-            self._gates[config.gate_mode] = gate_from_capture(self._capture, mode=config.gate_mode)
+                self._capture = self.adapter.capture_attention(self.req.run_ids)
+            ctx, goal = self.req.target, self.req.goal
+            self._gates[config.gate_mode] = objective_gate(
+                self._capture,
+                ctx=ctx,
+                queries=goal.gate_queries(ctx),
+                layers=goal.gate_layers,
+                mode=config.gate_mode,
+            )
         return self._gates[config.gate_mode]
 
     def curvature(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
@@ -98,6 +105,30 @@ class ComponentCache:
 
 
 def target_log_prob(adapter: ModelAdapter, req: Prepared) -> float:
-    """log P(tokens[target] | tokens[:target]) from one plain forward."""
+    """log P(tokens[target] | tokens[:target]) from one plain forward (a token target), else
+    NaN: the other kinds' f is :func:`target_value`."""
+    if req.objective is not None and req.goal.kind != "token":
+        return float("nan")
     with torch.no_grad():
         return float(adapter.last_log_probs(req.prefix[None])[0, req.target_id])
+
+
+def target_scalars(adapter: ModelAdapter, req: Prepared) -> tuple[float, float]:
+    """``(target_log_prob, target_value)`` of a request: one plain forward for a token target
+    (both are log P), two otherwise (NaN and f)."""
+    log_prob = target_log_prob(adapter, req)
+    return log_prob, log_prob if req.objective is None else target_value(adapter, req)
+
+
+def target_value(adapter: ModelAdapter, req: Prepared) -> float:
+    """f, the explained scalar, at the input (one plain forward; the log-probability for a
+    token target).
+
+    Raises:
+        TypeError: A metric's ``fn`` does not return a scalar tensor.
+    """
+    if req.objective is None:
+        return target_log_prob(adapter, req)
+    goal = req.goal
+    with torch.no_grad():
+        return float(goal.scalar(goal.readout(adapter, req.run_ids[None], None))[0])

@@ -15,18 +15,18 @@ from torch import nn
 
 from heta_lens._typing import TokensLike
 from heta_lens.attribute import attribute, result_from_components
-from heta_lens.components import ComponentCache, target_log_prob
+from heta_lens.components import ComponentCache, target_scalars
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.inputs import prepare
 from heta_lens.result import HetaResult
+from heta_lens.targets import TargetLike, prepare_target
 
 
 def heta_family(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None,
+    target: TargetLike,
     configs: Mapping[str, HetaConfig],
 ) -> dict[str, HetaResult]:
     """One :class:`HetaResult` per named config, sharing every component they have in common.
@@ -39,7 +39,8 @@ def heta_family(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: the last).
+        target: Index of the explained token (default: the last), or a target
+            (:mod:`heta_lens.targets`).
         configs: Method name → config.
 
     Returns:
@@ -49,23 +50,23 @@ def heta_family(
         ValueError/TypeError: As :func:`heta_lens.attribute`.
     """
     adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
+    req = prepare_target(adapter, tokens, target)
     out: dict[str, HetaResult] = {}
     plain: dict[str, HetaConfig] = {}
     for name, config in configs.items():
         if config.window is not None and req.target > config.window.size:
-            result = attribute(model, req.tokens, target=req.target, config=config)
+            result = attribute(model, tokens, target=target, config=config)
             out[name] = replace(result, method=name)
         else:
             plain[name] = config
     if plain:
         with preserved_model_state(model):
-            log_prob = target_log_prob(adapter, req)
+            log_prob, value = target_scalars(adapter, req)
             cache = ComponentCache(adapter, req)
             for name, config in plain.items():
                 parts = cache.components(config)
                 result = result_from_components(
-                    adapter, req, parts, log_prob=log_prob, config=config
+                    adapter, req, parts, log_prob=log_prob, config=config, value=value
                 )
                 out[name] = replace(result, method=name)
     return {name: out[name] for name in configs}

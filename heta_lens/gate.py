@@ -1,5 +1,7 @@
 """Semantic transition gate M_T (HETA §1): target-conditioned attention–value rollout."""
 
+from functools import partial
+
 import einops
 import torch
 from jaxtyping import Float
@@ -7,8 +9,9 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import GateMode
-from heta_lens.hooks import AttentionCapture
-from heta_lens.inputs import on_request
+from heta_lens.hooks import AttentionCapture, ModelAdapter
+from heta_lens.inputs import Prepared
+from heta_lens.targets import TargetLike, on_request
 
 
 def value_norms(capture: AttentionCapture) -> Float[Tensor, "layer head_index pos"]:
@@ -105,12 +108,50 @@ def gate_from_capture(
     return raw / total
 
 
+def objective_gate(
+    capture: AttentionCapture,
+    *,
+    ctx: int,
+    queries: tuple[int, ...],
+    layers: int | None = None,
+    mode: GateMode = "rollout",
+) -> Float[Tensor, " ctx"]:
+    """The gate of a target: rows ``queries`` of the rollout, restricted to positions < ctx.
+
+    M ∝ Σ_{t ∈ queries} M_t[:ctx], each M_t = :func:`gate_from_capture` at t (over the run
+    sequence the capture was taken on), normalised to sum 1: for one query t = ctx − 1 (a
+    token, contrast or metric) that is M_t itself; for a span, the mean of its positions'
+    gates restricted to the prompt and renormalised. ``layers`` keeps only the first
+    ``layers`` attention layers (a metric's hook point: the rollout over the layers below
+    it); with ``layers = 0`` no attention mixes positions before the hook, so M is the
+    indicator of the query position.
+
+    Raises:
+        ValueError: As :func:`gate_from_capture`.
+    """
+    if layers is not None and layers < capture.pattern.shape[0]:
+        if layers == 0:
+            out = torch.zeros(ctx, dtype=capture.pattern.dtype, device=capture.pattern.device)
+            out[queries[-1]] = 1.0
+            return out
+        capture = AttentionCapture(
+            pattern=capture.pattern[:layers], v=capture.v[:layers], W_O=capture.W_O[:layers]
+        )
+    if queries == (ctx - 1,) and capture.pattern.shape[-1] == ctx:
+        return gate_from_capture(capture, mode=mode)
+    raw = torch.stack([gate_from_capture(capture, t=t, mode=mode)[:ctx] for t in queries]).sum(0)
+    total = raw.sum()
+    if not bool(total > 0):
+        raise ValueError("gate is undefined: no attention-value flow reaches the context")
+    return raw / total
+
+
 @typechecked
 def semantic_gate(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     mode: GateMode = "rollout",
 ) -> Float[Tensor, " ctx"]:
     """HETA's semantic transition gate M_T over the context of ``target``.
@@ -118,11 +159,14 @@ def semantic_gate(
     Runs the prefix ``tokens[:target]`` once (no grad), captures every layer's attention pattern
     and value vectors (GQA: query head h reads kv head h // group) and ``W_O``, and evaluates
     :func:`gate_from_capture` at t = target − 1, the position whose logits predict the target.
+    Another target kind (:mod:`heta_lens.targets`) uses its own rows and layers
+    (:func:`objective_gate`).
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids ``[pos]``/``[1, pos]`` containing the target, or a string.
-        target: Index of the explained token (default: last; negative counts from the end).
+        target: Index of the explained token (default: last; negative counts from the end),
+            or a target (:mod:`heta_lens.targets`).
         mode: Reading of the flow Φ (see :func:`gate_from_capture`).
 
     Returns:
@@ -138,9 +182,16 @@ def semantic_gate(
         >>> gate.shape, round(float(gate.sum()), 6)
         (torch.Size([3]), 1.0)
     """
-    return on_request(
-        model,
-        tokens,
-        target,
-        lambda adapter, req: gate_from_capture(adapter.capture_attention(req.prefix), mode=mode),
+    return on_request(model, tokens, target, partial(request_gate, mode=mode))
+
+
+def request_gate(adapter: ModelAdapter, req: Prepared, *, mode: GateMode) -> Float[Tensor, " ctx"]:
+    """The gate of a validated request (its objective's query rows and layers)."""
+    goal = req.goal
+    return objective_gate(
+        adapter.capture_attention(req.run_ids),
+        ctx=req.target,
+        queries=goal.gate_queries(req.target),
+        layers=goal.gate_layers,
+        mode=mode,
     )

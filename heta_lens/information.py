@@ -19,6 +19,14 @@ same ~3e-3 relative band around a float64 reference):
 
 ``"prefix"`` is the default because it is the faster of the two on our models (timings in
 ``benchmarks/RESULTS.md``, produced by ``heta-lens bench``).
+
+Other targets (:mod:`heta_lens.targets`) replace the KL by their own functional of the
+original and masked readouts (:meth:`heta_lens.objective.Objective.divergence`): a contrast,
+the KL of the two-way distribution softmax([logit_answer, logit_foil]) (or the full KL); a
+span, Σ_j KL at each position predicting a continuation token (the masked copy is the whole
+prompt + continuation run); a metric, |f − f_masked| (it has no distribution). Contrasts read
+the last position's log-probabilities, so both strategies apply; spans and metrics read more
+than that, so they always use ``"batched"`` reruns.
 """
 
 from collections.abc import Iterator
@@ -34,8 +42,10 @@ from heta_lens.config import KlStrategy
 from heta_lens.hooks import ModelAdapter
 from heta_lens.hooks.fastpath import prefix_path_agrees
 from heta_lens.hooks.prefix import PrefixCache
-from heta_lens.inputs import Prepared, on_request
-from heta_lens.masking import MaskFn, kl_divergence, mask_rows, masked_copies
+from heta_lens.inputs import Prepared
+from heta_lens.masking import MaskFn, mask_rows, masked_copies
+from heta_lens.objective import Objective
+from heta_lens.targets import TargetLike, on_request
 
 
 @typechecked
@@ -43,12 +53,13 @@ def information_gain(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     mask: str | MaskFn = "zero",
     chunk_size: int = 16,
     strategy: KlStrategy = "prefix",
 ) -> Float[Tensor, " ctx"]:
-    """I_i = KL(P_orig(·|x_<target) ‖ P_masked_i(·|x_<target)) for every context token i.
+    """I_i = KL(P_orig(·|x_<target) ‖ P_masked_i(·|x_<target)) for every context token i
+    (another target's functional for a contrast, span or metric: see the module docstring).
 
     One masked copy of the prefix per context token (token i's input embedding replaced),
     ``chunk_size`` copies per batched forward that unembeds only the last position. The
@@ -58,7 +69,8 @@ def information_gain(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: last).
+        target: Index of the explained token (default: last), or a target
+            (:mod:`heta_lens.targets`).
         mask: ``"zero"`` (default: embedding set to 0), ``"mean"`` (mean input embedding over
             the vocabulary), ``"token:<id>"`` (embedding of that token) or a :data:`MaskFn`.
         chunk_size: Masked copies per forward.
@@ -104,10 +116,12 @@ def compute_information(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     ctx = int(req.prefix.numel())
+    goal, ids = req.goal, req.run_ids
     with torch.no_grad():
-        x = adapter.embed(req.prefix[None])[0]
+        full = adapter.embed(ids[None])[0]
+        x = full[:ctx]
         replacements = mask_rows(adapter, x, mask)
-        log_p = adapter.last_log_probs(req.prefix[None], x[None])[0]
+        orig = goal.readout(adapter, ids[None], full[None])[0]
         # A "masked" copy identical to the input is the input: its KL is exactly 0 and it
         # needs no forward (batch composition alone would otherwise leave ~1e-16 round-off).
         changed = (replacements != x).any(-1).nonzero().flatten()
@@ -115,37 +129,40 @@ def compute_information(
         chunks = changed.split(chunk_size) if changed.numel() else ()
         use_prefix = (
             strategy == "prefix"
+            and goal.last_position_log_probs
             and bool(chunks)
             and prefix_path_agrees(adapter, req.prefix, x, replacements)
         )
         reruns = _prefix_reruns if use_prefix else _batched_reruns
         bar = tqdm(total=len(chunks), desc="masked reruns", unit="chunk", disable=not progress)
         with bar:
-            for idx, log_q in reruns(adapter, req.prefix, x, replacements, chunks):
-                out[idx] = kl_divergence(log_p, log_q)
+            for idx, masked in reruns(adapter, goal, ids, full, replacements, chunks):
+                out[idx] = goal.divergence(orig, masked)
                 bar.update()
     return out
 
 
-Reruns = Iterator[tuple[Int[Tensor, " batch"], Float[Tensor, "batch d_vocab"]]]
-"""(masked positions, last-position log-probabilities of their masked copies), chunk by chunk."""
+Reruns = Iterator[tuple[Int[Tensor, " batch"], Tensor]]
+"""(masked positions, the objective's readout of their masked copies), chunk by chunk."""
 
 
 def _batched_reruns(
     adapter: ModelAdapter,
-    prefix: Int[Tensor, " ctx"],
-    x: Float[Tensor, "ctx d_model"],
+    goal: Objective,
+    ids: Int[Tensor, " run"],
+    x: Float[Tensor, "run d_model"],
     replacements: Float[Tensor, "ctx d_model"],
     chunks: tuple[Tensor, ...],
 ) -> Reruns:
-    """Every masked copy as a full-length forward."""
+    """Every masked copy as a full-length forward of the run sequence."""
     for idx in chunks:
-        ids = prefix[None].expand(idx.numel(), -1)
-        yield idx, adapter.last_log_probs(ids, masked_copies(x, replacements, idx))
+        batch = ids[None].expand(idx.numel(), -1)
+        yield idx, goal.readout(adapter, batch, masked_copies(x, replacements, idx))
 
 
 def _prefix_reruns(
     adapter: ModelAdapter,
+    goal: Objective,  # noqa: ARG001 - its readout is the last position's log-probabilities
     prefix: Int[Tensor, " ctx"],
     x: Float[Tensor, "ctx d_model"],
     replacements: Float[Tensor, "ctx d_model"],

@@ -1,14 +1,13 @@
 """Validation of ``(model, tokens, target)`` shared by every public function."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from jaxtyping import Int
-from torch import Tensor, nn
+from torch import Tensor
 
-from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks import ModelAdapter
+from heta_lens.objective import Objective, TokenObjective
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,16 +16,35 @@ class Prepared:
 
     Attributes:
         tokens: All token ids, ``[pos]`` (the target and anything after it included).
-        target: Index of the token being explained, ``1 <= target < len(tokens)``.
-        prefix: ``tokens[:target]`` — the context the prediction is made from (``ctx``).
-        target_id: ``tokens[target]``, whose log-probability at position ``target - 1`` is
-            explained.
+        target: Number of attributed context tokens ``ctx``. For a token target, the index of
+            the token being explained (``1 <= target < len(tokens)``); for a contrast or a
+            metric at position p, ``p + 1`` (may equal ``len(tokens)``); for a span, the
+            index of its first token.
+        prefix: ``tokens[:target]`` — the context tokens that are attributed (``ctx``).
+        target_id: ``tokens[target]`` (−1 when ``target == len(tokens)``); for a token target,
+            the token whose log-probability at position ``target - 1`` is explained.
+        objective: What is explained (:mod:`heta_lens.objective`); ``None`` means the token
+            target: log P(target_id | prefix).
     """
 
     tokens: Int[Tensor, " pos"]
     target: int
     prefix: Int[Tensor, " ctx"]
     target_id: int
+    objective: Objective | None = None
+
+    @property
+    def goal(self) -> Objective:
+        """The objective (a :class:`~heta_lens.objective.TokenObjective` by default)."""
+        return self.objective or TokenObjective(target_id=self.target_id)
+
+    @property
+    def run_ids(self) -> Int[Tensor, " run"]:
+        """The ids every forward of this request runs: ``prefix``, then the objective's tail."""
+        tail = self.goal.tail
+        if tail.numel() == 0:
+            return self.prefix
+        return torch.cat([self.prefix, tail.to(self.prefix.device)])
 
 
 def as_token_tensor(adapter: ModelAdapter, tokens: object) -> Int[Tensor, " pos"]:
@@ -95,26 +113,3 @@ def prepare(adapter: ModelAdapter, tokens: object, target: int | None) -> Prepar
             "(choose a target >= 1)"
         )
     return Prepared(tokens=ids, target=index, prefix=ids[:index], target_id=int(ids[index]))
-
-
-T = TypeVar("T")
-
-
-def on_request(
-    model: nn.Module,
-    tokens: object,
-    target: int | None,
-    compute: Callable[[ModelAdapter, Prepared], T],
-) -> T:
-    """The shell of every public engine function: wrap ``model`` in a :class:`ModelAdapter`,
-    validate ``(tokens, target)`` (:func:`prepare`), then run ``compute(adapter, request)``
-    inside :func:`~heta_lens.hooks.preserved_model_state`, so the model is left exactly as it
-    was even when ``compute`` raises.
-
-    Raises:
-        TypeError | ValueError: As :class:`ModelAdapter` and :func:`prepare`.
-    """
-    adapter = ModelAdapter(model)
-    req = prepare(adapter, tokens, target)
-    with preserved_model_state(adapter.model):
-        return compute(adapter, req)

@@ -19,13 +19,14 @@ from heta_lens._typing import TokensLike
 from heta_lens.config import HetaConfig
 from heta_lens.presets import with_preset
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 
 class AttributionMethod(Protocol):
     """The one signature every registered method has."""
 
     def __call__(
-        self, model: nn.Module, tokens: TokensLike, *, target: int | None, config: Any
+        self, model: nn.Module, tokens: TokensLike, *, target: TargetLike, config: Any
     ) -> AttributionResult: ...
 
 
@@ -44,7 +45,7 @@ class MethodSpec:
         model: nn.Module,
         tokens: TokensLike,
         *,
-        target: int | None = None,
+        target: TargetLike = None,
         config: Any = None,
         progress: bool = False,
     ) -> AttributionResult:

@@ -11,6 +11,8 @@ from torch import Tensor
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import config_from_dict
 
+TARGET_KINDS = ("token", "contrast", "span", "metric")
+
 
 def _check_ctx(name: str, value: Tensor | None, ctx: int) -> None:
     if value is not None and tuple(value.shape) != (ctx,):
@@ -35,6 +37,12 @@ class AttributionResult:
         signed: Whether the scores can be negative (leave-one-out occlusion, ContextCite,
             gradient methods with ``aggregate="sum"``); an unsigned result with a negative
             score is refused. Evals clamp negatives to 0 before normalising.
+        target_kind: What was explained (:mod:`heta_lens.targets`): ``"token"`` (the
+            default), ``"contrast"``, ``"span"`` or ``"metric"``. For a contrast or a metric
+            at position p, ``target`` is p + 1 (the number of context tokens; it may equal
+            ``len(tokens)``) and ``target_log_prob`` is NaN.
+        target_description: The explained scalar f in words (empty for a plain token).
+        target_value: f at the input (for a token target, ``target_log_prob``).
     """
 
     tokens: Tensor
@@ -45,11 +53,17 @@ class AttributionResult:
     target_log_prob: float = float("nan")
     diagnostics: dict[str, float | int | bool | str] = field(default_factory=dict, hash=False)
     signed: bool = False
+    target_kind: str = "token"
+    target_description: str = ""
+    target_value: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 1:
             raise ValueError(f"tokens must be 1-D; got shape {tuple(self.tokens.shape)}")
-        if not 1 <= self.target < self.tokens.numel():
+        if self.target_kind not in TARGET_KINDS:
+            raise ValueError(f"target_kind must be one of {TARGET_KINDS}; got {self.target_kind!r}")
+        last = self.tokens.numel() + (self.target_kind in ("contrast", "metric"))
+        if not 1 <= self.target < last:
             raise ValueError(f"target {self.target} out of range for {self.tokens.numel()} tokens")
         _check_ctx("scores", self.scores, self.target)
         if not self.signed and bool((self.scores < 0).any()):
@@ -62,8 +76,9 @@ class AttributionResult:
 
     @property
     def target_token(self) -> int:
-        """The explained token id."""
-        return int(self.tokens[self.target])
+        """The explained token id (a span's first token; the token after the context for a
+        contrast or metric, or −1 when the context is the whole input)."""
+        return int(self.tokens[self.target]) if self.target < self.tokens.numel() else -1
 
     def str_tokens(self) -> list[str]:
         """Context token strings (ids as strings when there is no tokenizer)."""
@@ -145,6 +160,8 @@ def from_dict(data: dict[str, Any]) -> AttributionResult:
     known = {f.name for f in fields(cls)}
     if "signed" not in data:  # written before results said so: negative scores mean signed
         data["signed"] = any(value < 0 for value in data.get("scores", []))
+    if "target_kind" not in data:  # written before results named their target: a token
+        data["target_value"] = data.get("target_log_prob", float("nan"))
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:

@@ -24,7 +24,8 @@ from heta_lens.config import Curvature, HetaConfig, Hvp, HvpStrategy
 from heta_lens.curvature.hvp import HvpOperator, auto_chunk_size, embedding_hvp_operator
 from heta_lens.curvature.probes import default_generator, resolve_probes
 from heta_lens.hooks import ModelAdapter
-from heta_lens.inputs import Prepared, on_request
+from heta_lens.inputs import Prepared
+from heta_lens.targets import TargetLike, on_request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +115,7 @@ def curvature_on_request(
     tokens: object,
     spec: Curvature,
     *,
-    target: int | None,
+    target: TargetLike,
     probes: Tensor | None,
     generator: torch.Generator | None,
     chunk_size: int,

@@ -8,6 +8,7 @@ from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import Exact, HvpStrategy
 from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
 from heta_lens.curvature.hvp import HvpOperator, own_block_products
+from heta_lens.targets import TargetLike
 
 
 def block_curvature(
@@ -27,7 +28,7 @@ def curvature_sensitivity(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     n_probes: int = 8,
     probes: Float[Tensor, "m ctx d_model"] | None = None,
     generator: torch.Generator | None = None,
@@ -45,7 +46,8 @@ def curvature_sensitivity(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: last).
+        target: Index of the explained token (default: last), or a target whose f is
+            differentiated instead (:mod:`heta_lens.targets`).
         n_probes: m, used when ``probes`` is None.
         probes: Explicit probes ``[m, ctx, d_model]``; the result is then exactly
             (1/m) Σ_k ‖H_ii probes[k, i]‖₁ (any real entries, not only ±1).

@@ -21,8 +21,6 @@ on CPU. Both strategies give the same numbers (tested against a dense Hessian); 
 live in ``benchmarks/RESULTS.md``.
 """
 
-from collections.abc import Callable
-
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -31,9 +29,7 @@ from tqdm.auto import tqdm
 from heta_lens.config import HvpStrategy
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
-
-BatchedScalarFn = Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]
-"""f applied row-wise: maps a batch of embedding matrices to one scalar per row."""
+from heta_lens.objective import BatchedScalarFn, scalar_fn
 
 
 class HvpOperator:
@@ -72,6 +68,8 @@ class HvpOperator:
     ) -> Float[Tensor, "n_vec pos d_model"]:
         """H v for each row of ``vectors`` (one batched double backward)."""
         with torch.enable_grad():
+            if self._grad is not None and not self._grad.requires_grad:
+                return torch.zeros_like(vectors)  # ∇f does not depend on x: f is linear, H = 0
             if self._point is not None and self._grad is not None:
                 (hv,) = torch.autograd.grad(
                     self._grad,
@@ -83,6 +81,8 @@ class HvpOperator:
                 return hv[:, 0]
             point = self.x.expand(vectors.shape[0], -1, -1).clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.fn(point).sum(), point, create_graph=True)
+            if not grad.requires_grad:
+                return torch.zeros_like(vectors)
             (hv,) = torch.autograd.grad(grad, point, grad_outputs=vectors)
             return hv
 
@@ -125,22 +125,41 @@ def auto_chunk_size(
     return max(1, min(max_chunk, int(budget_gb * 2**30 // per_hvp)))
 
 
-def target_log_prob_fn(adapter: ModelAdapter, req: Prepared) -> BatchedScalarFn:
-    """g(X) = log P(x_target | X) with X the prefix's input embeddings, row-wise over a batch."""
+def target_log_prob_fn(
+    adapter: ModelAdapter, req: Prepared, *, at_layer: int | None = None
+) -> BatchedScalarFn:
+    """The request's scalar f(X) row-wise over a batch, X the context rows of the activation
+    at ``hook_embed`` (``at_layer=None``) or ``blocks.{at_layer}.hook_resid_pre``.
 
-    def fn(x: Tensor) -> Tensor:
-        ids = req.prefix[None].expand(x.shape[0], -1)
-        return adapter.last_log_probs(ids, x)[:, req.target_id]
+    For a token target g(X) = log P(x_target | X); in general the objective's f
+    (:func:`heta_lens.objective.scalar_fn`), with the rows of a span's tail held at their
+    clean values.
+    """
+    return objective_point(adapter, req, at_layer=at_layer)[1]
 
-    return fn
+
+def objective_point(
+    adapter: ModelAdapter, req: Prepared, *, at_layer: int | None = None
+) -> tuple[Float[Tensor, "ctx d_model"], BatchedScalarFn]:
+    """X, the context rows of the activation at ``hook_embed`` (or ``blocks.{at_layer}.
+    hook_resid_pre``) of the request's run sequence (detached), and f as a function of X."""
+    ids = req.run_ids
+    if at_layer is None:
+        full = adapter.embed(ids[None])[0].detach()
+    else:
+        full = adapter.resid_pre(ids, at_layer)
+    ctx = int(req.prefix.numel())
+    tail = full[ctx:] if full.shape[0] > ctx else None
+    return full[:ctx], scalar_fn(req.goal, adapter, ids, tail, at_layer=at_layer)
 
 
 def embedding_hvp_operator(
     adapter: ModelAdapter, req: Prepared, *, strategy: HvpStrategy
 ) -> HvpOperator:
-    """v ↦ H v, H = ∇²_X log P(x_target | X) at the prefix's input embeddings X."""
-    x = adapter.embed(req.prefix[None])[0].detach()
-    return HvpOperator(target_log_prob_fn(adapter, req), x, strategy=strategy)
+    """v ↦ H v, H = ∇²_X f(X) at the context's input embeddings X (f = log P(x_target | X)
+    for a token target)."""
+    x, fn = objective_point(adapter, req)
+    return HvpOperator(fn, x, strategy=strategy)
 
 
 def block_probe_vectors(

@@ -8,9 +8,11 @@ from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import HvpStrategy, LayerSampled
 from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
 from heta_lens.curvature.exact import block_curvature
-from heta_lens.curvature.hvp import BatchedScalarFn, HvpOperator
-from heta_lens.hooks import ModelAdapter
+from heta_lens.curvature.hvp import HvpOperator, objective_point, target_log_prob_fn
+from heta_lens.hooks import ModelAdapter, names
 from heta_lens.inputs import Prepared
+from heta_lens.objective import BatchedScalarFn, MetricObjective, Objective
+from heta_lens.targets import TargetLike
 
 
 def curvature_layer(n_layers: int, k: int) -> int:
@@ -25,13 +27,9 @@ def curvature_layer(n_layers: int, k: int) -> int:
 
 
 def resid_log_prob_fn(adapter: ModelAdapter, req: Prepared, layer: int) -> BatchedScalarFn:
-    """g(Z) = log P(x_target | Z), Z replacing the residual stream entering block ``layer``."""
-
-    def fn(z: Tensor) -> Tensor:
-        ids = req.prefix[None].expand(z.shape[0], -1)
-        return adapter.last_log_probs(ids, z, at_layer=layer)[:, req.target_id]
-
-    return fn
+    """g(Z) = log P(x_target | Z) (the request's f in general), Z replacing the context rows of
+    the residual stream entering block ``layer``."""
+    return target_log_prob_fn(adapter, req, at_layer=layer)
 
 
 @typechecked
@@ -39,7 +37,7 @@ def layer_curvature(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     k: int = 4,
     n_probes: int = 8,
     probes: Float[Tensor, "m ctx d_model"] | None = None,
@@ -63,7 +61,8 @@ def layer_curvature(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: last).
+        target: Index of the explained token (default: last), or a target whose f is
+            differentiated instead (:mod:`heta_lens.targets`).
         k: Number of final layers the curvature is taken through (paper: 4..6); clipped to L.
         n_probes: m, used when ``probes`` is None.
         probes: Explicit probes ``[m, ctx, d_model]``.
@@ -99,6 +98,16 @@ def layer_curvature(
 @estimate.register
 def _estimate(spec: LayerSampled, job: CurvatureJob) -> Float[Tensor, " ctx"]:
     layer = curvature_layer(job.adapter.n_layers, spec.k)
-    z = job.adapter.resid_pre(job.req.prefix, layer)
-    op = HvpOperator(resid_log_prob_fn(job.adapter, job.req, layer), z, strategy=job.strategy)
+    _check_reaches(job.req.goal, layer, job.adapter.n_layers)
+    z, fn = objective_point(job.adapter, job.req, at_layer=layer)
+    op = HvpOperator(fn, z, strategy=job.strategy)
     return block_curvature(op, job.probes, chunk_size=job.chunk_size, progress=job.progress)
+
+
+def _check_reaches(goal: Objective, layer: int, n_layers: int) -> None:
+    """A metric read before block ``layer`` does not depend on its residual stream."""
+    if isinstance(goal, MetricObjective) and names.hook_block(goal.hook_name, n_layers) < layer:
+        raise ValueError(
+            f"LayerSampled differentiates the residual stream entering block {layer}, which "
+            f"the metric's hook point {goal.hook_name!r} comes before; use a larger k"
+        )

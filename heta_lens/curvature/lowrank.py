@@ -20,6 +20,7 @@ from heta_lens.curvature.hvp import (
     hvps_in_chunks,
     own_block_products,
 )
+from heta_lens.targets import TargetLike
 
 
 def block_lowrank_curvature(
@@ -78,7 +79,7 @@ def lowrank_curvature(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     rank: int = 64,
     scope: LowRankScope = "block",
     n_probes: int = 8,
@@ -114,7 +115,8 @@ def lowrank_curvature(
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids containing the target, or a string.
-        target: Index of the explained token (default: last).
+        target: Index of the explained token (default: last), or a target whose f is
+            differentiated instead (:mod:`heta_lens.targets`).
         rank: Requested sketch rank (clipped to d_model, or to ctx·d_model for ``"global"``).
         scope: ``"block"`` (HETA-LR) or ``"global"``.
         n_probes: m, used when ``probes`` is None.

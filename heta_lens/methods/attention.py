@@ -19,6 +19,7 @@ from heta_lens.inputs import Prepared
 from heta_lens.methods.common import run_baseline
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 HeadReduction = Literal["mean", "max"]
 
@@ -106,7 +107,7 @@ def attention_rollout(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: AttentionRolloutConfig | None = None,
 ) -> AttributionResult:
     """Attention rollout (Abnar & Zuidema 2020, residual-aware).
@@ -140,7 +141,7 @@ def last_layer_attention(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: LastLayerAttentionConfig | None = None,
 ) -> AttributionResult:
     """Raw attention of the last layer: score_i = mean_h A_{L−1}^h[T − 1, i] (or max over h).

@@ -37,6 +37,7 @@ from heta_lens.masking import mask_rows
 from heta_lens.methods.common import run_baseline
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 Sources = Literal["token", "sentence"]
 _SENTENCE_END = (".", "!", "?", "\n")
@@ -216,7 +217,7 @@ def contextcite(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: ContextCiteConfig | None = None,
 ) -> AttributionResult:
     """ContextCite: LASSO weights of a linear surrogate of the target's logit-probability.

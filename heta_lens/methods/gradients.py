@@ -1,6 +1,8 @@
 """Gradient baselines on the input embeddings: saliency, input × gradient, integrated gradients.
 
-Every method explains the scalar f(E) = log P(x_T | x_<T), with E ∈ R^{ctx×d_model} the
+Every method explains the scalar f(E) = log P(x_T | x_<T) — or, for a
+:class:`~heta_lens.targets.Contrast`, :class:`~heta_lens.targets.Span` or
+:class:`~heta_lens.targets.Metric` target, that target's f — with E ∈ R^{ctx×d_model} the
 input embeddings of the prefix x_<T (the output of the embedding table, as at ``hook_embed``;
 positional information is added downstream, so it is not attributed). f on a batch of b
 embedding matrices is :func:`~heta_lens.methods.common.log_prob_fn`: ``hook_embed`` replaced
@@ -22,9 +24,16 @@ from torch import Tensor, nn
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
-from heta_lens.methods.common import EmbedsFn, log_prob_fn, prefix_embeddings, run_baseline
+from heta_lens.methods.common import (
+    ALL_KINDS,
+    EmbedsFn,
+    log_prob_fn,
+    prefix_embeddings,
+    run_baseline,
+)
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 Aggregate = Literal["l2", "sum"]
 IGMethod = Literal[
@@ -208,7 +217,7 @@ def saliency(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: SaliencyConfig | None = None,
 ) -> AttributionResult:
     """Gradient saliency (Simonyan et al. 2014) on input embeddings.
@@ -233,7 +242,7 @@ def input_x_gradient(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: InputXGradientConfig | None = None,
 ) -> AttributionResult:
     """Input × gradient (Shrikumar et al. 2016) on input embeddings.
@@ -254,7 +263,7 @@ def integrated_gradients(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: IntegratedGradientsConfig | None = None,
 ) -> AttributionResult:
     """Integrated gradients (Sundararajan et al. 2017) on input embeddings, as Captum computes.
@@ -273,7 +282,7 @@ def integrated_gradients(
 def _aggregated(
     model: nn.Module,
     tokens: TokensLike,
-    target: int | None,
+    target: TargetLike,
     method: str,
     dims: Callable[[ModelAdapter, Prepared], Tensor],
     aggregate: Aggregate,
@@ -287,6 +296,7 @@ def _aggregated(
         method=method,
         score_fn=lambda adapter, req: aggregate_dims(dims(adapter, req), aggregate=aggregate),
         signed=aggregate == "sum",
+        kinds=ALL_KINDS,
     )
 
 

@@ -9,13 +9,14 @@ from heta_lens.attribute import attribute
 from heta_lens.config import ABLATIONS, HetaConfig
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 
 def heta(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None,
+    target: TargetLike,
     config: Any,
     progress: bool = False,
 ) -> AttributionResult:

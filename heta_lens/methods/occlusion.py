@@ -13,6 +13,11 @@ token, ``batch_size`` copies per batched :meth:`ModelAdapter.last_log_probs` for
   ``s_i = KL(P_orig(·|x_<T) ‖ P_masked_i(·|x_<T))`` — HETA's information term I_i without the
   gate, computed by :func:`heta_lens.information.compute_information`.
 
+Targets (:mod:`heta_lens.targets`): :func:`occlusion` takes every kind (s_i = f − f_masked_i
+for the target's f); :func:`kl_occlusion` takes tokens, contrasts (the two-way KL, or the
+full one with ``Contrast(..., kl="vocab")``) and spans (Σ_j KL), not metrics (no
+distribution: HETA's |Δf| for a metric is |occlusion|).
+
 Cost per call (ctx context tokens, B = ``batch_size``): 2 plain forwards (the target's
 log-probability for the result, the unmasked reference) + ⌈ctx/B⌉ batched forwards holding the
 ctx masked copies (full-length ``ctx``-token sequences; ``kl_occlusion`` with
@@ -31,9 +36,10 @@ from heta_lens.hooks import ModelAdapter
 from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
 from heta_lens.masking import mask_rows
-from heta_lens.methods.common import log_prob_fn, prefix_embeddings, run_baseline
+from heta_lens.methods.common import ALL_KINDS, log_prob_fn, prefix_embeddings, run_baseline
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 
 def _check_mask_and_batch(mask: str, batch_size: int) -> None:
@@ -110,7 +116,7 @@ def occlusion(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: OcclusionConfig | None = None,
 ) -> AttributionResult:
     """Leave-one-out occlusion: ``s_i = log P(x_T|x_<T) − log P(x_T|x_<T, token i masked)``.
@@ -139,6 +145,7 @@ def occlusion(
         method="occlusion",
         score_fn=lambda adapter, req: occlusion_scores(adapter, req, config=cfg),
         signed=True,
+        kinds=ALL_KINDS,
     )
 
 
@@ -147,7 +154,7 @@ def kl_occlusion(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: KlOcclusionConfig | None = None,
 ) -> AttributionResult:
     """KL occlusion: ``s_i = KL(P_orig(·|x_<T) ‖ P_masked_i(·|x_<T))`` over the full vocabulary.
@@ -177,6 +184,7 @@ def kl_occlusion(
         score_fn=lambda adapter, req: compute_information(
             adapter, req, mask=cfg.mask, chunk_size=cfg.batch_size, strategy=cfg.strategy
         ),
+        kinds=("token", "contrast", "span"),
     )
 
 

@@ -53,6 +53,7 @@ from heta_lens.inputs import Prepared
 from heta_lens.methods.common import run_baseline
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
+from heta_lens.targets import TargetLike
 
 Replacement = Literal["model_topk", "random"]
 NextLogProbs = Callable[[Tensor], Tensor]
@@ -230,7 +231,7 @@ def reagent(
     model: nn.Module,
     tokens: TokensLike,
     *,
-    target: int | None = None,
+    target: TargetLike = None,
     config: ReagentConfig | None = None,
 ) -> AttributionResult:
     """ReAGent token importance (Zhao & Shan 2024) with the replacement of the module docstring.

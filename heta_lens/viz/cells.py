@@ -51,6 +51,14 @@ def token_strings(result: AttributionResult) -> list[str]:
     return list(result.token_strings)
 
 
+def target_heading(result: AttributionResult) -> str | None:
+    """How a non-token target is named: ``"contrast: logit(' Mary') − logit(' John') at pos
+    14  f=2.31"``; ``None`` for a token target (views name the token itself)."""
+    if result.target_kind == "token":
+        return None
+    return f"{result.target_kind}: {result.target_description}  f={fmt(result.target_value)}"
+
+
 def check_components(components: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the valid components when one is unknown."""
     unknown = [c for c in components if c not in COMPONENTS]

@@ -28,6 +28,7 @@ from heta_lens.viz.cells import (
     heat_js,
     normalise,
     span,
+    target_heading,
     token_strings,
     tooltip,
     visible_token,
@@ -47,8 +48,13 @@ def _token_spans(result: AttributionResult, comps: dict[str, Tensor]) -> str:
         attrs = [("title", tooltip(f"pos {pos}", comps, pos)), *data]
         attrs.append(("style", cell_style(norms[first][pos])))
         spans.append(span("tok", visible_token(strings[pos]), attrs))
-    tip = f"pos {result.target} (target)\nlog p = {fmt(result.target_log_prob)}"
-    spans.append(span("tok target", visible_token(strings[result.target]), [("title", tip)]))
+    heading = target_heading(result)
+    if heading is None:
+        tip = f"pos {result.target} (target)\nlog p = {fmt(result.target_log_prob)}"
+        spans.append(span("tok target", visible_token(strings[result.target]), [("title", tip)]))
+    else:  # the scalar f (a span's continuation shown as its text)
+        text = "".join(strings[result.target :]) if result.target_kind == "span" else "→ f"
+        spans.append(span("tok target", visible_token(text), [("title", heading)]))
     return "".join(spans)
 
 
@@ -77,12 +83,22 @@ def _section(result: AttributionResult, names: Sequence[str], top_k: int) -> str
         f"{' class=on' if k == first else ''}>{k}</button>"
         for k, v in comps.items()
     )
-    target = html.escape(visible_token(token_strings(result)[result.target]))
-    p = fmt(math.exp(result.target_log_prob))
+    heading = target_heading(result)
+    if heading is None:
+        target = html.escape(visible_token(token_strings(result)[result.target]))
+        p = fmt(math.exp(result.target_log_prob))
+        title = (
+            f'Target <span class="tgt">{target}</span> at position '
+            f"{result.target} · p = {p} <small>log p = {fmt(result.target_log_prob)} · "
+        )
+    else:
+        kind, description = html.escape(result.target_kind), html.escape(result.target_description)
+        title = (
+            f'Target <span class="tgt">{kind}</span> {description} · f = '
+            f"{fmt(result.target_value)} <small>{result.target} context tokens · "
+        )
     return (
-        f'<section class="heta"><h2>Target <span class="tgt">{target}</span> at position '
-        f"{result.target} · p = {p} <small>log p = {fmt(result.target_log_prob)} · "
-        f"{html.escape(result.method)}</small></h2>"
+        f'<section class="heta"><h2>{title}{html.escape(result.method)}</small></h2>'
         f'<div class="bar">{buttons} <span class="scale">max |value| = '
         f'<span class="max">{fmt(float(comps[first].abs().max()))}</span></span></div>'
         f'<div class="toks">{_token_spans(result, comps)}</div>'
@@ -228,7 +244,8 @@ def results_from_html(page: str) -> list[AttributionResult]:
         raise ValueError("no heta-lens data in this page")
     out = []
     for data in json.loads(match.group(1))["results"]:
-        if data.get("target_log_prob") is None:
-            data["target_log_prob"] = float("nan")
+        for key in ("target_log_prob", "target_value"):
+            if key in data and data[key] is None:
+                data[key] = float("nan")
         out.append(from_dict(data))
     return out

@@ -3,7 +3,7 @@
 import math
 
 from heta_lens.result import AttributionResult
-from heta_lens.viz.cells import DEFAULT_COMPONENTS, component
+from heta_lens.viz.cells import DEFAULT_COMPONENTS, component, target_heading
 
 _WIDTHS = {"score": 10, "gate": 10, "curvature": 10, "information": 11}
 
@@ -15,7 +15,8 @@ def _cell(value: float | None) -> str:
 def format_table(result: AttributionResult, *, top: int) -> str:
     """A ranked plain-text table of the ``top`` context tokens.
 
-    One line names the target, its probability and the method; then one row per token, best
+    One line names the target (the token and its probability, or the kind of target, what
+    f is and its value) and the method; then one row per token, best
     score first: rank, position, the token's ``repr`` and the components of
     :data:`~heta_lens.viz.DEFAULT_COMPONENTS` (``-`` where the result has none).
 
@@ -28,15 +29,19 @@ def format_table(result: AttributionResult, *, top: int) -> str:
         rank  pos  token                 score       gate  curvature information
            1    1  '5'                       2          -          -           -
     """
-    target = (
-        result.token_strings[result.target] if result.token_strings else str(result.target_token)
-    )
     extra = DEFAULT_COMPONENTS[1:]
     values = {name: component(result, name) for name in extra}
     head = " ".join(f"{name:>{_WIDTHS[name]}}" for name in DEFAULT_COMPONENTS)
+    heading = target_heading(result)
+    if heading is None:
+        target = (
+            result.token_strings[result.target]
+            if result.token_strings
+            else str(result.target_token)
+        )
+        heading = f"[{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}"
     lines = [
-        f"target [{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}  "
-        f"method={result.method}",
+        f"target {heading}  method={result.method}",
         f"{'rank':>4} {'pos':>4}  {'token':<16} {head}",
     ]
     for rank, (pos, token, score) in enumerate(result.top(top), start=1):

@@ -111,3 +111,65 @@ def explicit_zero_mask_information(model, prefix: Tensor) -> Tensor:
         masked[i] = 0.0
         rows.append(explicit_kl(model, prefix, masked))
     return torch.tensor(rows, dtype=x.dtype)
+
+
+# ----------------------------------------------------------------- targets other than a token
+def logits_and_activation(model, ids: Tensor, embeds: Tensor, hook_name: str | None = None):
+    """Full logits [pos, vocab] with hook_embed replaced by `embeds` [pos, d], and the live
+    activation of `hook_name` (batch axis dropped), via run_with_hooks."""
+    store = {}
+
+    def replace(act, hook):  # noqa: ARG001
+        return embeds[None]
+
+    def keep(act, hook):  # noqa: ARG001
+        store["act"] = act[0]
+        return act
+
+    hooks = [("hook_embed", replace)] + ([(hook_name, keep)] if hook_name else [])
+    logits = model.run_with_hooks(ids[None], fwd_hooks=hooks)[0]
+    return logits, store.get("act")
+
+
+def explicit_hessian_of(model, ids: Tensor, ctx: int, f, hook_name: str | None = None) -> Tensor:
+    """∇²_X f(logits, activation) [ctx, d, ctx, d], X the first ctx input-embedding rows of
+    `ids` (later rows held at their embeddings); f(logits [pos, vocab], act) -> scalar."""
+    full = embeddings(model, ids)
+
+    def g(x: Tensor) -> Tensor:
+        return f(*logits_and_activation(model, ids, torch.cat([x, full[ctx:]]), hook_name))
+
+    return torch.autograd.functional.hessian(g, full[:ctx])
+
+
+def explicit_information_of(
+    model, ids: Tensor, ctx: int, divergence, hook_name: str | None = None
+) -> Tensor:
+    """divergence((logits, act) original, (logits, act) with token i zeroed) for i < ctx, one
+    plain forward per masked copy."""
+    x = embeddings(model, ids)
+    with torch.no_grad():
+        orig = logits_and_activation(model, ids, x, hook_name)
+        rows = []
+        for i in range(ctx):
+            masked = x.clone()
+            masked[i] = 0.0
+            rows.append(
+                float(divergence(orig, logits_and_activation(model, ids, masked, hook_name)))
+            )
+    return torch.tensor(rows, dtype=x.dtype)
+
+
+def two_way_kl(orig_logits: Tensor, masked_logits: Tensor, a: int, b: int) -> Tensor:
+    """KL(softmax([l_a, l_b]) ‖ softmax([l'_a, l'_b])) from raw logits [vocab]."""
+    p = torch.stack([orig_logits[a], orig_logits[b]]).log_softmax(-1)
+    q = torch.stack([masked_logits[a], masked_logits[b]]).log_softmax(-1)
+    return torch.nn.functional.kl_div(q, p, log_target=True, reduction="sum")
+
+
+def span_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, n: int, k: int, mode: str) -> Tensor:
+    """Mean of the brute-force gates of positions n-1..n+k-2, restricted to 0..n-1, renormalised."""
+    raw = sum(
+        brute_force_gate(pattern, v, W_O, t=t, mode=mode)[:n] for t in range(n - 1, n + k - 1)
+    )
+    return raw / raw.sum()
