@@ -112,6 +112,13 @@ def prepare_target(adapter: ModelAdapter, tokens: object, target: object) -> Pre
         ValueError: As :func:`heta_lens.inputs.prepare`; a position past the end; an
             answer/foil that is not exactly one token; a span that merges with the prompt;
             a hook point the model does not have.
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> adapter = ModelAdapter(tiny_bridge())
+        >>> req = prepare_target(adapter, torch.tensor([1, 5, 7]), Contrast(4, 8))
+        >>> req.target, req.goal.kind, req.goal.description
+        (3, 'contrast', "logit('w4') − logit('w8') at pos 2")
     """
     if target is None or isinstance(target, int):
         return prepare(adapter, tokens, target)

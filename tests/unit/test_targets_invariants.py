@@ -183,3 +183,20 @@ def test_text_span_needs_a_text_prompt_and_ls_must_reach_the_metric(model, token
             H.attribute(
                 model, tokens, target=metric, config=H.HetaConfig(curvature=LayerSampled(k=1))
             )
+
+
+def test_windows_take_targets_in_the_prefix_view(model, tokens):
+    from heta_lens.config import Window
+
+    target = Span((3, 9))
+    whole = H.HetaConfig(curvature=Exact(n_probes=1), window=Window(size=16, overlap=0.5))
+    plain = H.attribute(
+        model, tokens, target=target, config=H.HetaConfig(curvature=Exact(n_probes=1))
+    )
+    one_window = H.windowed_attribute(model, tokens, target=target, config=whole)
+    torch.testing.assert_close(one_window.scores, plain.scores, rtol=1e-12, atol=1e-14)
+    small = H.HetaConfig(curvature=Exact(n_probes=1), window=Window(size=4, overlap=0.5))
+    r = H.attribute(model, tokens, target=target, config=small)
+    assert r.target_kind == "span" and r.scores.shape == (7,)
+    with pytest.raises(ValueError, match="needs the 'prefix' view"):
+        H.windowed_attribute(model, tokens, target=target, config=small, view="window")
