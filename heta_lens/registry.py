@@ -101,9 +101,9 @@ class MethodSpec:
         return replace(self, default_config=config)
 
 
-def _takes_progress(fn: object) -> bool:
+def _takes_progress(fn: AttributionMethod) -> bool:
     try:
-        parameters = inspect.signature(fn).parameters  # type: ignore[arg-type]
+        parameters = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
     return "progress" in parameters or any(
