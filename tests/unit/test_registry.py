@@ -76,3 +76,32 @@ def test_unsigned_result_with_a_negative_score_is_refused():
     legacy = signed.to_dict()
     del legacy["signed"]  # written before results carried the flag
     assert from_dict(legacy).signed
+
+
+def test_progress_reaches_methods_that_take_it_and_only_those(model, tokens, monkeypatch):
+    from heta_lens.registry import MethodSpec
+
+    seen: dict[str, object] = {}
+    heta = H.get_method("heta")
+
+    def without(model, tokens, *, target, config):
+        seen["without"] = True
+        return heta(model, tokens, target=target, config=config)
+
+    def with_it(model, tokens, *, target, config, progress=False):
+        seen["with"] = progress
+        return heta(model, tokens, target=target, config=config)
+
+    cfg = H.HetaConfig.flat(n_probes=1)
+    for fn in (without, with_it):
+        spec = MethodSpec(name=fn.__name__, fn=fn, default_config=cfg, description="")
+        assert spec(model, tokens, progress=True).method == fn.__name__
+    assert seen == {"without": True, "with": True}
+    # the CLI's path: HETA's own entry passes progress on to attribute (bars on stderr)
+    calls = []
+    monkeypatch.setattr(
+        "heta_lens.methods.heta.attribute",
+        lambda *a, progress=False, **k: calls.append(progress) or H.attribute(*a, **k),
+    )
+    heta(model, tokens, config=cfg, progress=True)
+    assert calls == [True]
