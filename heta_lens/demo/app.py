@@ -33,6 +33,7 @@ from heta_lens.demo.render import (
     render_tokens,
     summary_markdown,
 )
+from heta_lens.demo.target_form import CONTRAST, KIND_CHOICES, SPAN, TOKEN, TargetForm
 from heta_lens.models import Backend, ModelNotInstalledError
 from heta_lens.presets import PRESETS
 from heta_lens.registry import get_method, list_methods
@@ -58,7 +59,8 @@ CSS = """
 """
 INTRO = """\
 # heta-lens · which tokens drove this prediction?
-Type a text, pick the token to explain (or the model's **next token**), a method and a preset,
+Type a text, pick what to explain — the model's **next token** or a token of the text, a
+**contrast** of an answer against a foil, or a multi-token **span** — a method and a preset,
 then **Attribute**. Tokens are coloured by their attribution; hover one for every value.
 HETA = semantic gate × (β · curvature + γ · information). Everything runs locally.
 """
@@ -104,22 +106,34 @@ def build_app(*, cache: ModelCache, models: list[str], backend: Backend, max_tok
             choices = [(NEXT_TOKEN_LABEL, NEXT_TOKEN)]
         return gr.Dropdown(choices=choices)
 
+    def show_fields(kind: str) -> tuple[Any, ...]:
+        return (
+            gr.Dropdown(visible=kind == TOKEN),
+            gr.Row(visible=kind == CONTRAST),
+            gr.Textbox(visible=kind == SPAN),
+        )
+
     def run(
         text: str,
         model_name: str,
+        kind: str,
         target: str | None,
+        answer: str,
+        foil: str,
+        span: str,
         method: str,
         preset: str | None,
         progress: Any = tracked,
     ) -> tuple[Any, ...]:
         try:
+            form = TargetForm(kind=kind, token=target, answer=answer, foil=foil, span=span)
             if not cache.is_loaded(model_name, backend):
                 progress(0.0, desc=f"loading {model_name} (once)")
             model = cache.get(model_name, backend)
             start = time.perf_counter()  # the summary reports the attribution, not the load
             progress(0.05, desc="tokenising")
-            request = build_request(model, text, target, max_tokens=max_tokens)
-            progress(0.1, desc=f"{method}: attributing {request.target} context tokens")
+            request = build_request(model, text, form, max_tokens=max_tokens)
+            progress(0.1, desc=f"{method}: attributing {request.context} context tokens")
             result = run_method(model, request, method=method, preset=preset, progress=True)
             files = write_downloads(result, Path(tempfile.mkdtemp(dir=downloads)))
         except Exception as error:
@@ -152,12 +166,32 @@ def build_app(*, cache: ModelCache, models: list[str], backend: Backend, max_tok
         with gr.Row():
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Text", lines=3, elem_id="heta-text", autofocus=True)
+                kind = gr.Radio(
+                    label="Explain", choices=list(KIND_CHOICES), value=TOKEN, elem_id="heta-kind"
+                )
                 target = gr.Dropdown(
                     label="Target: the token to explain",
                     choices=[(NEXT_TOKEN_LABEL, NEXT_TOKEN)],
                     value=NEXT_TOKEN,
                     allow_custom_value=True,
                     elem_id="heta-target",
+                )
+                with gr.Row(visible=False) as contrast:
+                    answer = gr.Textbox(
+                        label="Answer: one token, leading space included (empty = next token)",
+                        placeholder=" Paris",
+                        elem_id="heta-answer",
+                    )
+                    foil = gr.Textbox(
+                        label="Foil: logit(answer) − logit(foil) at the text's last token",
+                        placeholder=" London",
+                        elem_id="heta-foil",
+                    )
+                span = gr.Textbox(
+                    label="Span: the continuation explained as a whole, Σ log P(its tokens)",
+                    placeholder=" Eiffel Tower",
+                    visible=False,
+                    elem_id="heta-span",
                 )
                 gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[text])
             with gr.Column(scale=2):
@@ -198,9 +232,10 @@ def build_app(*, cache: ModelCache, models: list[str], backend: Backend, max_tok
                 trigger_mode="always_last",
                 show_progress="hidden",
             )
+        kind.change(show_fields, inputs=kind, outputs=[target, contrast, span])
         button.click(
             run,
-            inputs=[text, model, target, method, preset],
+            inputs=[text, model, kind, target, answer, foil, span, method, preset],
             outputs=[message, results, summary, colour, tokens, table, files, state],
         )
         colour.change(recolour, inputs=[state, colour], outputs=tokens, show_progress="hidden")

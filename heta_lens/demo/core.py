@@ -17,12 +17,13 @@ from jaxtyping import Int
 from torch import Tensor, nn
 
 from heta_lens._typing import typechecked
+from heta_lens.demo.target_form import TOKEN, TargetForm, resolve
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import prepare
 from heta_lens.models import Backend, list_models, load_model
 from heta_lens.registry import get_method
 from heta_lens.result import AttributionResult
-from heta_lens.targets import greedy_generate
+from heta_lens.targets import Contrast, Span, greedy_generate, target_kind
 from heta_lens.viz import save_html, visible_token
 
 NEXT_TOKEN = "next"
@@ -37,23 +38,34 @@ _LEADING_INT = re.compile(r"\s*(-?\d+)\b")
 
 @dataclass(frozen=True, kw_only=True)
 class DemoRequest:
-    """A validated request from the page.
+    """A validated request from the page: what the registry method is called with.
 
     Attributes:
-        tokens: All token ids, ``[pos]``; with ``generated`` the last one is the model's own.
-        target: Index of the explained token, ``1 <= target < len(tokens)``.
-        generated: Whether the target is the greedy next token rather than a token of the text.
+        tokens: Token ids, ``[pos]``; for a next-token target the last one is the model's own.
+        target: Index of the explained token (``1 <= target < len(tokens)``), or a contrast at
+            the last position or a span (continuation as token ids) after ``tokens``.
+        context: Number of attributed context tokens (``target`` for a token).
+        generated: Whether the model's greedy next token is explained (as the token, or as a
+            contrast's answer).
     """
 
     tokens: Int[Tensor, " pos"]
-    target: int
+    target: int | Contrast | Span
+    context: int
     generated: bool
 
     def __post_init__(self) -> None:
-        if self.tokens.ndim != 1 or not 1 <= self.target < self.tokens.numel():
-            raise ValueError(
-                f"target {self.target} must index a non-first token of {tuple(self.tokens.shape)}"
-            )
+        n = self.tokens.numel() if self.tokens.ndim == 1 else 0
+        index = self.target
+        if isinstance(index, int) and not (1 <= index < n and self.context == index):
+            raise ValueError(f"target {self.target} must index a non-first token of {n} tokens")
+        if not 1 <= self.context <= n:
+            raise ValueError(f"context {self.context} must be within the {n} tokens")
+
+    @property
+    def kind(self) -> str:
+        """``"token"``, ``"contrast"`` or ``"span"``."""
+        return target_kind(self.target)
 
 
 def installed_models(default: str) -> list[str]:
@@ -138,16 +150,20 @@ def parse_target(choice: str | int | None) -> int | None:
 
 
 def build_request(
-    model: nn.Module, text: str, target: str | int | None, *, max_tokens: int
+    model: nn.Module, text: str, target: TargetForm | str | int | None, *, max_tokens: int
 ) -> DemoRequest:
-    """Validate the page's input and turn it into token ids and a target index.
+    """Validate the page's input and turn it into token ids and a library target.
 
-    With target "next token" the model's greedy next token is appended and explained.
+    ``target`` is the page's target fields (:class:`~heta_lens.demo.target_form.TargetForm`)
+    or, for a token, just the picker's value. With "next token" the model's greedy next token
+    is appended and explained; a contrast or span is built by
+    :func:`~heta_lens.demo.target_form.resolve`.
 
     Raises:
         ValueError: Empty text; text over :data:`MAX_CHARS` characters or over ``max_tokens``
             tokens (or the model's context); a target outside the text or at position 0 (the
-            message of :func:`heta_lens.inputs.prepare`, with a hint).
+            message of :func:`heta_lens.inputs.prepare`, with a hint); a bad contrast or span
+            (the message of :func:`heta_lens.targets.prepare_target`).
     """
     if not text.strip():
         raise ValueError("empty text: type a prompt to attribute")
@@ -156,9 +172,14 @@ def build_request(
             f"text too long: {len(text)} characters; the demo accepts at most {MAX_CHARS}"
         )
     adapter = ModelAdapter(model)
-    index = parse_target(target)
-    ids = adapter.to_tokens(text)
     limit = min(max_tokens, adapter.n_ctx)
+    if isinstance(target, TargetForm) and target.kind != TOKEN:
+        got = resolve(model, text, target, limit=limit)
+        return DemoRequest(
+            tokens=got.tokens, target=got.target, context=got.context, generated=got.generated
+        )
+    index = parse_target(target.token if isinstance(target, TargetForm) else target)
+    ids = adapter.to_tokens(text)
     needed = int(ids.numel()) + (1 if index is None else 0)
     if needed > limit:
         extra = " plus the predicted one" if index is None else ""
@@ -168,14 +189,16 @@ def build_request(
         )
     if index is None:
         tokens, positions = greedy_generate(model, ids, max_new_tokens=1)
-        return DemoRequest(tokens=tokens, target=positions[0], generated=True)
+        return DemoRequest(tokens=tokens, target=positions[0], context=positions[0], generated=True)
     try:
         prepared = prepare(adapter, ids, index)
     except ValueError as error:
         raise ValueError(
             f"{error}; pick a token of the text (positions 1 to {ids.numel() - 1}) or 'next token'"
         ) from error
-    return DemoRequest(tokens=prepared.tokens, target=prepared.target, generated=False)
+    return DemoRequest(
+        tokens=prepared.tokens, target=prepared.target, context=prepared.target, generated=False
+    )
 
 
 def method_config(method: str, preset: str | None) -> Any:
@@ -202,7 +225,11 @@ def run_method(
     preset: str | None,
     progress: bool = False,
 ) -> AttributionResult:
-    """Run ``method`` (with ``preset`` for HETA methods) on a validated request.
+    """Run ``method`` (with ``preset`` for HETA methods) on a validated request's target.
+
+    The call every caller makes: ``get_method(method)(model, tokens, target=..., config=...,
+    progress=...)``, so the scores are those of :func:`heta_lens.attribute` (HETA) or the
+    baseline called directly with the same target and config.
 
     Args:
         model: The loaded model.
@@ -212,7 +239,9 @@ def run_method(
         progress: Show tqdm bars (HETA methods), which the page turns into its progress bar.
 
     Raises:
-        ValueError: Unknown method or preset.
+        ValueError: Unknown method or preset; a method that is not defined for the target's
+            kind (attention rollout, last-layer attention, ContextCite and ReAGent take tokens
+            only; the message names the kind and the methods that take it).
     """
     spec = get_method(method)
     config = method_config(method, preset)
@@ -228,10 +257,11 @@ def write_downloads(result: AttributionResult, directory: Path) -> tuple[Path, P
     :meth:`~heta_lens.AttributionResult.to_dict`, as ``heta-lens attribute --json`` writes.
 
     Returns:
-        ``(html_path, json_path)``, named after the method and target position.
+        ``(html_path, json_path)``, named after the method, target kind and target position.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"heta-lens-{result.method}-target{result.target}"
+    kind = "target" if result.target_kind == "token" else result.target_kind
+    stem = f"heta-lens-{result.method}-{kind}{result.target}"
     html_path = save_html(result, directory / f"{stem}.html")
     json_path = directory / f"{stem}.json"
     json_path.write_text(json.dumps([result.to_dict()], indent=1), encoding="utf-8")

@@ -15,7 +15,15 @@ from torch import Tensor
 from heta_lens._typing import typechecked
 from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.viz import cells
-from heta_lens.viz.cells import fmt, span, token_strings, tooltip, visible_token
+from heta_lens.viz.cells import (
+    fmt,
+    span,
+    target_cell,
+    target_heading,
+    token_strings,
+    tooltip,
+    visible_token,
+)
 
 COMPONENTS = cells.DEFAULT_COMPONENTS
 """Columns of the breakdown, in order; baselines have only ``score``."""
@@ -52,9 +60,10 @@ def render_tokens(result: AttributionResult, *, component: str = "score") -> str
     """The context tokens coloured by ``component``, with every value in their hover title.
 
     One ``<span class="heta-tok">`` per context token (positions ``0..target-1``), then the
-    target as ``<span class="heta-target">``. Colours are the component divided by its largest
-    magnitude (white = 0, red = largest, blue for negative values). Falls back to the score
-    when the result lacks ``component``.
+    target as ``<span class="heta-target">`` (:func:`heta_lens.viz.cells.target_cell`: the
+    token, a span's continuation, or ``→ f`` titled with what f is and its value). Colours
+    are the component divided by its largest magnitude (white = 0, red = largest, blue for
+    negative values). Falls back to the score when the result lacks ``component``.
 
     Examples:
         >>> import torch
@@ -76,8 +85,8 @@ def render_tokens(result: AttributionResult, *, component: str = "score") -> str
         spans.append(
             span("heta-tok", token, [("data-pos", str(pos)), ("title", tip), ("style", style)])
         )
-    tip = f"target, pos {result.target}\nlog p = {fmt(result.target_log_prob)}"
-    spans.append(span("heta-target", visible_token(strings[result.target]), [("title", tip)]))
+    text, tip = target_cell(result)
+    spans.append(span("heta-target", text, [("title", tip)]))
     name = component if component in values else "score"
     legend = (
         f'<div class="heta-legend">colour: {html.escape(name)} · white = 0, red = largest '
@@ -110,16 +119,24 @@ def breakdown(result: AttributionResult) -> Breakdown:
 def summary_markdown(
     result: AttributionResult, *, preset: str | None, seconds: float, generated: bool
 ) -> str:
-    """One Markdown line: the explained token, its probability, method, preset and time."""
+    """One Markdown line: what is explained, method, preset and time.
+
+    A token target is named with its probability; another kind by its
+    :func:`~heta_lens.viz.cells.target_heading` (kind, what f is, f's value), as in the
+    table of ``heta-lens attribute``. ``generated``: the token, or the contrast's answer, is
+    the model's greedy next token.
+    """
+    used = f" · preset `{preset}`" if preset and isinstance(result, HetaResult) else ""
+    tail = f"from {result.target} context tokens · method `{result.method}`{used} · {seconds:.1f} s"
+    heading = target_heading(result)
+    if heading is not None:
+        answer = " (answer: the model's greedy next token)" if generated else ""
+        what = heading.replace("`", "'")
+        return f"**Explaining** `{what}`{answer} {tail}"
     token = visible_token(token_strings(result)[result.target]).replace("`", "'")
     kind = "predicted next token" if generated else "token"
     p = math.exp(result.target_log_prob) if math.isfinite(result.target_log_prob) else math.nan
-    used = f" · preset `{preset}`" if preset and isinstance(result, HetaResult) else ""
-    return (
-        f"**Explaining the {kind} `{token}`** at position {result.target} "
-        f"(p = {fmt(p)}) from {result.target} context tokens · method `{result.method}`"
-        f"{used} · {seconds:.1f} s"
-    )
+    return f"**Explaining the {kind} `{token}`** at position {result.target} (p = {fmt(p)}) {tail}"
 
 
 def message_html(text: str) -> str:

@@ -59,6 +59,22 @@ def target_heading(result: AttributionResult) -> str | None:
     return f"{result.target_kind}: {result.target_description}  f={fmt(result.target_value)}"
 
 
+def target_cell(result: AttributionResult) -> tuple[str, str]:
+    """The target's cell in a token view: its visible text and hover title.
+
+    A token target shows the token, titled with its position and log-probability; a span its
+    continuation, another kind ``→ f``, both titled with :func:`target_heading`.
+    """
+    strings = token_strings(result)
+    heading = target_heading(result)
+    if heading is None:
+        tip = f"pos {result.target} (target)\nlog p = {fmt(result.target_log_prob)}"
+        return visible_token(strings[result.target]), tip
+    if result.target_kind == "span":
+        return visible_token("".join(strings[result.target :])), heading
+    return "→ f", heading
+
+
 def check_components(components: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the valid components when one is unknown."""
     unknown = [c for c in components if c not in COMPONENTS]

@@ -28,6 +28,7 @@ from heta_lens.viz.cells import (
     heat_js,
     normalise,
     span,
+    target_cell,
     target_heading,
     token_strings,
     tooltip,
@@ -48,13 +49,8 @@ def _token_spans(result: AttributionResult, comps: dict[str, Tensor]) -> str:
         attrs = [("title", tooltip(f"pos {pos}", comps, pos)), *data]
         attrs.append(("style", cell_style(norms[first][pos])))
         spans.append(span("tok", visible_token(strings[pos]), attrs))
-    heading = target_heading(result)
-    if heading is None:
-        tip = f"pos {result.target} (target)\nlog p = {fmt(result.target_log_prob)}"
-        spans.append(span("tok target", visible_token(strings[result.target]), [("title", tip)]))
-    else:  # the scalar f (a span's continuation shown as its text)
-        text = "".join(strings[result.target :]) if result.target_kind == "span" else "→ f"
-        spans.append(span("tok target", visible_token(text), [("title", heading)]))
+    text, tip = target_cell(result)
+    spans.append(span("tok target", text, [("title", tip)]))
     return "".join(spans)
 
 
