@@ -6,7 +6,8 @@ connection that leaves the machine. Playwright drives Debian's Chromium (headles
 background networking off) and the test fails on any request the page makes to another origin.
 One test function, so that pytest-xdist never starts two servers (each loads the model).
 
-``HETA_DEMO_SCREENSHOT=docs/img/demo.png`` also writes the screenshot there (the README's).
+``HETA_DEMO_SCREENSHOT=docs/img/demo.png`` also writes the screenshot there (the README's);
+``HETA_DEMO_CONTRAST_SCREENSHOT=PATH`` the one of the contrast run.
 """
 
 import os
@@ -38,6 +39,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OFFLINE = Path(__file__).parent / "offline"
+ROOT = Path(__file__).resolve().parents[2]
+"""This checkout: first on the server's path, so it serves the code under test even where the
+``heta-lens`` script belongs to an editable install of another checkout (a git worktree)."""
 PROMPT = "The capital of France is"
 START_TIMEOUT_S = 180.0
 RUN_TIMEOUT_MS = 300_000  # the first run waits for the model (~15-35 s on 2 shared cores)
@@ -121,7 +125,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     exe = Path(sys.executable).with_name("heta-lens")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "heta_lens.cli"]
     command += ["demo", "--host", "127.0.0.1", "--port", str(port)]
-    paths = [str(OFFLINE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(OFFLINE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(paths),
         "GRADIO_ANALYTICS_ENABLED": "False",
@@ -202,15 +206,20 @@ def _choose_target(page: Page, label: str) -> None:
     page.get_by_role("option", name=label, exact=True).click(timeout=RUN_TIMEOUT_MS)
 
 
+def _choose_method(page: Page, name: str) -> None:
+    page.locator("#heta-method input").fill(name)
+    page.get_by_role("option", name=re.compile(rf"^{name} · ")).click(timeout=RUN_TIMEOUT_MS)
+
+
 def _type_target(page: Page, value: str) -> None:
     field_ = page.locator("#heta-target input")
     field_.fill(value)
     field_.press("Enter")
 
 
-def _screenshot(page: Page, path: Path) -> None:
+def _screenshot(page: Page, path: Path, *, env: str = "HETA_DEMO_SCREENSHOT") -> None:
     page.screenshot(path=str(path), full_page=True)
-    extra = os.environ.get("HETA_DEMO_SCREENSHOT")
+    extra = os.environ.get(env)
     if extra:
         Path(extra).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, extra)
@@ -253,7 +262,32 @@ def test_demo_in_chromium(server: Server, tab: Tab, tmp_path: Path, record_prope
     page.get_by_label("gate", exact=True).check()
     expect(page.locator("#heta-tokens .heta-legend")).to_contain_text("colour: gate")
 
-    # 3. Bad input: a message in the page, no traceback, the old result hidden.
+    # 3. A contrast against a foil (empty answer: the greedy " Paris"), then its messages.
+    page.get_by_label("contrast: answer vs a foil", exact=True).check()
+    expect(page.locator("#heta-target")).to_be_hidden()
+    foil = page.locator("#heta-foil").get_by_role("textbox")
+    foil.fill(" London")
+    record_property("contrast_run_seconds", round(_run(page), 1))
+    summary = page.locator("#heta-summary").inner_text()
+    heading = rf"contrast: logit\(' Paris'\) − logit\(' London'\) at pos \d+\s+f={NUMBER}"
+    assert re.search(heading, summary) and "greedy next token" in summary, summary
+    assert len(_coloured_tokens(page)) == n_context
+    expect(page.locator("#heta-tokens .heta-target")).to_have_text("→ f")
+    _screenshot(page, tmp_path / "demo-contrast.png", env="HETA_DEMO_CONTRAST_SCREENSHOT")
+    for method, foil_text, message in [
+        ("heta", " New York", "foil ' New York' tokenizes to 2 tokens"),
+        ("attention_rollout", " London", "attention_rollout does not support contrast targets"),
+    ]:
+        _choose_method(page, method)
+        foil.fill(foil_text)
+        _run(page, expect_error=True)
+        expect(page.locator("#heta-message")).to_contain_text(message, timeout=RUN_TIMEOUT_MS)
+        expect(page.locator("#heta-tokens")).to_be_hidden()
+    _choose_method(page, "heta")
+    page.get_by_label("next token / a token of the text", exact=True).check()
+    expect(page.locator("#heta-foil")).to_be_hidden()
+
+    # 4. Bad input: a message in the page, no traceback, the old result hidden.
     for text, target, message in [
         ("", None, "empty text"),
         (PROMPT, "99", "out of range"),
