@@ -62,6 +62,7 @@ def _logits(model, ids: list[int]) -> torch.Tensor:
 def test_contrast_run_equals_the_library_and_f_a_forward(model, method):
     request = build_request(model, TEXT, CONTRAST, max_tokens=16)
     assert request.tokens.tolist() == IDS and request.context == 4 and not request.generated
+    assert request.kind == "contrast"
     got = run_method(model, request, method=method, preset="fast")
     spec = H.get_method(method)
     config = H.preset("fast") if spec.heta_family else None
@@ -88,6 +89,7 @@ def test_empty_answer_is_the_greedy_next_token(model):
 def test_span_run_equals_the_library_and_f_a_forward(model):
     request = build_request(model, TEXT, SPAN, max_tokens=16)
     assert request.tokens.tolist() == IDS and request.target == H.Span((9, 6))
+    assert request.kind == "span" and request.context == 4
     got = run_method(model, request, method="heta", preset="fast")
     direct = H.attribute(model, TEXT, target=H.Span(" w9 w6"), config=H.preset("fast"))
     torch.testing.assert_close(got.scores, direct.scores, rtol=0, atol=0)
