@@ -56,14 +56,24 @@ def tiny_hooked(
 def tiny_tokenizer(vocab_size: int = 50) -> Any:
     """A word-level tokenizer over ``w0 .. w{vocab_size-1}`` (``w1`` is BOS), saved and reloaded
     from a local directory so TransformerLens can re-open it offline."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     vocab = {f"w{i}": i for i in range(vocab_size)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="w0"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
+
+    def special(word: str) -> AddedToken:
+        # single_word: special tokens are matched before pre-tokenization, so without it "w13"
+        # would be read as the BOS token "w1" followed by an unknown "3".
+        return AddedToken(word, single_word=True, normalized=False, special=True)
+
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="w1", eos_token="w2", unk_token="w0", pad_token="w2"
+        tokenizer_object=core,
+        bos_token=special("w1"),
+        eos_token=special("w2"),
+        unk_token=special("w0"),
+        pad_token=special("w2"),
     )
     # TransformerLens re-opens the tokenizer by its path, so the directory lives as long as
     # the process (removed at interpreter exit by TemporaryDirectory's finalizer).

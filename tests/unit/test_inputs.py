@@ -74,3 +74,11 @@ def test_config_validation(kwargs):
         H.HetaConfig(**kwargs)
     with pytest.raises(ValueError):
         H.Exact(n_probes=0)
+
+
+def test_tiny_tokenizer_reads_every_word_whole():
+    """Special tokens (w0, w1, w2) must not match inside longer words such as w13."""
+    from heta_lens.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    assert tok(" w13 w17 w1 w20 w2")["input_ids"] == [13, 17, 1, 20, 2]
