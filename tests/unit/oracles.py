@@ -131,15 +131,18 @@ def logits_and_activation(model, ids: Tensor, embeds: Tensor, hook_name: str | N
     return logits, store.get("act")
 
 
-def explicit_hessian_of(model, ids: Tensor, ctx: int, f, hook_name: str | None = None) -> Tensor:
+def explicit_hessian_of(
+    model, ids: Tensor, ctx: int, f, hook_name: str | None = None, *, vectorize: bool = False
+) -> Tensor:
     """∇²_X f(logits, activation) [ctx, d, ctx, d], X the first ctx input-embedding rows of
-    `ids` (later rows held at their embeddings); f(logits [pos, vocab], act) -> scalar."""
+    `ids` (later rows held at their embeddings); f(logits [pos, vocab], act) -> scalar.
+    ``vectorize`` runs the ctx·d backward passes under vmap (same Hessian, ~10x faster)."""
     full = embeddings(model, ids)
 
     def g(x: Tensor) -> Tensor:
         return f(*logits_and_activation(model, ids, torch.cat([x, full[ctx:]]), hook_name))
 
-    return torch.autograd.functional.hessian(g, full[:ctx])
+    return torch.autograd.functional.hessian(g, full[:ctx], vectorize=vectorize)
 
 
 def explicit_information_of(
