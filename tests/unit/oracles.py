@@ -18,6 +18,9 @@ def capture(model, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     for layer in range(n_layers):
         patterns.append(cache[f"blocks.{layer}.attn.hook_pattern"][0])
         v = cache[f"blocks.{layer}.attn.hook_v"][0]  # [n, kv or H, d]
+        clip = getattr(model.cfg, "clip_qkv", None)
+        if clip is not None:  # HookedTransformer clamps after hook_v (checked against attn_out)
+            v = v.clamp(-clip, clip)
         group = n_heads // v.shape[1]
         values.append(torch.stack([v[:, h // group] for h in range(n_heads)], dim=1))
     return torch.stack(patterns), torch.stack(values), model.W_O.detach()
