@@ -62,7 +62,8 @@ class AttentionCapture:
     Attributes:
         pattern: Attention probabilities, ``[layer, head_index, query_pos, key_pos]``.
         v: Value vectors expanded to query heads (GQA: query head h reads kv head
-            ``h // (n_heads // n_kv_heads)``), ``[layer, pos, head_index, d_head]``.
+            ``h // (n_heads // n_kv_heads)``), ``[layer, pos, head_index, d_head]``, as the
+            attention mixes them (a HookedTransformer's ``clip_qkv`` clamp applied).
         W_O: Output projections, ``[layer, head_index, d_head, d_model]``.
     """
 
@@ -270,6 +271,9 @@ class ModelAdapter:
             [store[names.attn_pattern(layer)][0] for layer in range(self.n_layers)]
         )
         v = torch.stack([store[names.attn_v(layer)][0] for layer in range(self.n_layers)])
+        clip = getattr(self.model.cfg, "clip_qkv", None) if self.kind == "hooked" else None
+        if clip is not None:  # TL clamps Q/K/V after hook_v (OLMo, OLMoE): read what is mixed
+            v = v.clamp(min=-clip, max=clip)
         if v.shape[-2] != self.n_heads:
             v = einops.repeat(
                 v,

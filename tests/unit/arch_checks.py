@@ -42,24 +42,36 @@ def check_gate(model, tokens, target: Target, *, mode: str = "rollout", **tol) -
     torch.testing.assert_close(got, expected, **(tol or {"rtol": 1e-10, "atol": 1e-12}))
 
 
-def check_curvature(model, tokens, target: Target, **tol) -> None:
-    """Exact-estimator curvature with fixed probes vs the explicit float64 Hessian's blocks."""
+def check_curvature(model, tokens, target: Target, *, vectorize: bool = False, **tol) -> None:
+    """Exact-estimator curvature with fixed probes vs the explicit float64 Hessian's blocks
+    (``vectorize``: build the Hessian under vmap, as :func:`oracles.explicit_hessian_of`)."""
     ctx = context_of(tokens, target)
     n, d = ctx.numel(), model.cfg.d_model
     probes = rademacher_probes(
         2, n, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64
     )
     got = H.curvature_sensitivity(model, tokens, target=target, probes=probes)  # type: ignore[arg-type]
-    hess = oracles.explicit_hessian_of(model, ctx, n, scalar_of(tokens, target))
+    hess = oracles.explicit_hessian_of(
+        model, ctx, n, scalar_of(tokens, target), vectorize=vectorize
+    )
     blocks = torch.stack([hess[i, :, i, :] for i in range(n)])
     expected = torch.einsum("ide,kie->kid", blocks, probes.to(blocks.dtype)).abs().sum(-1).mean(0)
     torch.testing.assert_close(got.to(expected.dtype), expected, **tol)
 
 
-def check_information(model, tokens, target: Target, *, strategy: str = "prefix", **tol) -> None:
-    """Information (zero mask) vs one plain full forward per masked copy."""
+def check_information(
+    model, tokens, target: Target, *, strategy: str = "prefix", chunk_size: int = 16, **tol
+) -> None:
+    """Information (zero mask) vs one plain full forward per masked copy.
+
+    The prefix strategy reuses a key/value cache only for chunks that start after position 0:
+    a ``chunk_size`` below the context length is what exercises it (1: every masked row runs
+    on a cache of all positions before it).
+    """
     ctx = context_of(tokens, target)
-    got = H.information_gain(model, tokens, target=target, strategy=strategy)  # type: ignore[arg-type]
+    got = H.information_gain(  # type: ignore[arg-type]
+        model, tokens, target=target, strategy=strategy, chunk_size=chunk_size
+    )
     if isinstance(target, int):
 
         def divergence(orig, masked):
@@ -75,16 +87,56 @@ def check_information(model, tokens, target: Target, *, strategy: str = "prefix"
     torch.testing.assert_close(got.to(expected.dtype), expected, **tol)
 
 
+def _output_norms(model) -> list[torch.nn.Module] | None:
+    """The modules a HookedTransformer passes each layer's attention output through before the
+    residual add (Gemma 2/3's ``ln1_post``, the post-norm ``ln1`` of OLMo 2/3), or None."""
+    from heta_lens.hooks import model_kind
+
+    if model_kind(model) != "hooked":
+        return None
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    if model.cfg.use_normalization_before_and_after:
+        return [block.ln1_post for block in model.blocks]
+    if model.cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        return [block.ln1 for block in model.blocks]
+    return None
+
+
+def attention_outputs(model, ids: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's Σ_h A·V·W_O + b_O as the model computes it, ``[pos, d_model]``: its
+    ``hook_attn_out``, or, where the block normalises the attention output before adding it to
+    the residual stream, the input of that norm (a PyTorch forward pre-hook, removed after)."""
+    norms = _output_norms(model)
+    if norms is None:
+        _, cache = model.run_with_cache(ids[None])
+        return [cache[f"blocks.{layer}.hook_attn_out"][0] for layer in range(model.cfg.n_layers)]
+    store: list[torch.Tensor] = []
+    handles = [
+        m.register_forward_pre_hook(lambda _m, args: store.append(args[0][0].detach()))
+        for m in norms
+    ]
+    try:
+        with torch.no_grad():
+            model(ids[None], return_type=None)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(store) == model.cfg.n_layers, "each output norm runs once per forward"
+    return store
+
+
 def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
-    """Σ_h A·V·W_O (+ b_O) from HETA's capture equals the model's ``hook_attn_out``.
+    """Σ_h A·V·W_O (+ b_O) from HETA's capture equals the model's attention output.
 
     This pins what the gate reads (pattern, values expanded to query heads, ``W_O``) to what
-    the model actually adds to the residual stream, independently of the gate's code.
+    the model's attention actually computes (``hook_attn_out``; before the output norm of a
+    block that has one: :func:`attention_outputs`), independently of the gate's code.
     """
     from heta_lens.hooks import ModelAdapter
 
     capture = ModelAdapter(model).capture_attention(ids)
-    _, cache = model.run_with_cache(ids[None])
+    outputs = attention_outputs(model, ids)
     for layer in range(model.cfg.n_layers):
         z = torch.einsum("hqk,khd->qhd", capture.pattern[layer], capture.v[layer])
         out = torch.einsum("phd,hdm->pm", z, capture.W_O[layer])
@@ -94,5 +146,4 @@ def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
             b_o = None
         if b_o is not None:
             out = out + b_o[layer]
-        expected = cache[f"blocks.{layer}.hook_attn_out"][0]
-        torch.testing.assert_close(out, expected, **(tol or {"rtol": 1e-10, "atol": 1e-12}))
+        torch.testing.assert_close(out, outputs[layer], **(tol or {"rtol": 1e-10, "atol": 1e-12}))

@@ -18,6 +18,9 @@ def capture(model, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     for layer in range(n_layers):
         patterns.append(cache[f"blocks.{layer}.attn.hook_pattern"][0])
         v = cache[f"blocks.{layer}.attn.hook_v"][0]  # [n, kv or H, d]
+        clip = getattr(model.cfg, "clip_qkv", None)
+        if clip is not None:  # HookedTransformer clamps after hook_v (checked against attn_out)
+            v = v.clamp(-clip, clip)
         group = n_heads // v.shape[1]
         values.append(torch.stack([v[:, h // group] for h in range(n_heads)], dim=1))
     return torch.stack(patterns), torch.stack(values), model.W_O.detach()
@@ -131,15 +134,18 @@ def logits_and_activation(model, ids: Tensor, embeds: Tensor, hook_name: str | N
     return logits, store.get("act")
 
 
-def explicit_hessian_of(model, ids: Tensor, ctx: int, f, hook_name: str | None = None) -> Tensor:
+def explicit_hessian_of(
+    model, ids: Tensor, ctx: int, f, hook_name: str | None = None, *, vectorize: bool = False
+) -> Tensor:
     """∇²_X f(logits, activation) [ctx, d, ctx, d], X the first ctx input-embedding rows of
-    `ids` (later rows held at their embeddings); f(logits [pos, vocab], act) -> scalar."""
+    `ids` (later rows held at their embeddings); f(logits [pos, vocab], act) -> scalar.
+    ``vectorize`` runs the ctx·d backward passes under vmap (same Hessian, ~10x faster)."""
     full = embeddings(model, ids)
 
     def g(x: Tensor) -> Tensor:
         return f(*logits_and_activation(model, ids, torch.cat([x, full[ctx:]]), hook_name))
 
-    return torch.autograd.functional.hessian(g, full[:ctx])
+    return torch.autograd.functional.hessian(g, full[:ctx], vectorize=vectorize)
 
 
 def explicit_information_of(

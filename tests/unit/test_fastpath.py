@@ -11,7 +11,7 @@ from packaging.version import Version
 import heta_lens as H
 from heta_lens.hooks import ModelAdapter, fastpath, model_kind, prefix
 from heta_lens.hooks.fastpath import FastPathWarning, forget_verdict, probability_tolerance
-from heta_lens.testing import tiny_bridge
+from heta_lens.testing import tiny_bridge, tiny_hooked
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles
 
@@ -118,3 +118,25 @@ def test_probability_tolerance():
     assert probability_tolerance(torch.float32) == pytest.approx(1e3 * 2**-23)
     assert probability_tolerance(torch.float64) == probability_tolerance(torch.float32)
     assert probability_tolerance(torch.bfloat16) == 0.05
+    # A HookedTransformer takes its softmax in its own dtype.
+    assert probability_tolerance(torch.float64, "hooked") == pytest.approx(1e3 * 2**-52)
+    assert probability_tolerance(torch.float32, "hooked") == probability_tolerance(torch.float32)
+
+
+@pytest.mark.hooked
+def test_small_mismatch_is_caught_on_a_float64_hooked_model(tokens, monkeypatch):
+    """A fast path off by 1e-6 in probability is far above float64 round-off (a float32
+    tolerance, 1.2e-4, let such a row through: dynamic-NTK rope is off by 6e-5)."""
+    model = tiny_hooked("ln")
+    honest = prefix.PrefixCache.suffix_log_probs
+
+    def slightly_off(self, embeds):
+        p = honest(self, embeds).exp()
+        return ((1 - 1e-6) * p + 1e-6 * p.roll(1, dims=-1)).log()
+
+    monkeypatch.setattr(prefix.PrefixCache, "suffix_log_probs", slightly_off)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        info = H.information_gain(model, tokens, target=TARGET, chunk_size=1)
+    assert len(_fast_path_warnings(record)) == 1
+    torch.testing.assert_close(info, _explicit_information(model, tokens), **_tolerance(model))
