@@ -36,7 +36,7 @@ def scalar_of(tokens: torch.Tensor, target: Target):
 def check_gate(model, tokens, target: Target, *, mode: str = "rollout", **tol) -> None:
     """Gate vs brute-force enumeration of every causal path (TL's own cache for A, V, W_O)."""
     ctx = context_of(tokens, target)
-    got = H.semantic_gate(model, tokens, target=target, mode=mode)  # type: ignore[arg-type]
+    got = H.semantic_gate(model, tokens, target=target, mode=mode)
     pattern, v, w_o = oracles.capture(model, ctx)
     expected = oracles.brute_force_gate(pattern, v, w_o, t=ctx.numel() - 1, mode=mode)
     torch.testing.assert_close(got, expected, **(tol or {"rtol": 1e-10, "atol": 1e-12}))
@@ -50,7 +50,7 @@ def check_curvature(model, tokens, target: Target, *, vectorize: bool = False, *
     probes = rademacher_probes(
         2, n, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64
     )
-    got = H.curvature_sensitivity(model, tokens, target=target, probes=probes)  # type: ignore[arg-type]
+    got = H.curvature_sensitivity(model, tokens, target=target, probes=probes)
     hess = oracles.explicit_hessian_of(
         model, ctx, n, scalar_of(tokens, target), vectorize=vectorize
     )
@@ -69,9 +69,7 @@ def check_information(
     on a cache of all positions before it).
     """
     ctx = context_of(tokens, target)
-    got = H.information_gain(  # type: ignore[arg-type]
-        model, tokens, target=target, strategy=strategy, chunk_size=chunk_size
-    )
+    got = H.information_gain(model, tokens, target=target, strategy=strategy, chunk_size=chunk_size)
     if isinstance(target, int):
 
         def divergence(orig, masked):
