@@ -56,10 +56,16 @@ def check_curvature(model, tokens, target: Target, **tol) -> None:
     torch.testing.assert_close(got.to(expected.dtype), expected, **tol)
 
 
-def check_information(model, tokens, target: Target, *, strategy: str = "prefix", **tol) -> None:
-    """Information (zero mask) vs one plain full forward per masked copy."""
+def check_information(
+    model, tokens, target: Target, *, strategy: str = "prefix", chunk_size: int = 16, **tol
+) -> None:
+    """Information (zero mask) vs one plain full forward per masked copy.
+
+    A ``chunk_size`` below the context length makes the prefix strategy run later chunks on
+    top of a cached prefix (with one chunk every rerun starts at position 0).
+    """
     ctx = context_of(tokens, target)
-    got = H.information_gain(model, tokens, target=target, strategy=strategy)  # type: ignore[arg-type]
+    got = H.information_gain(model, tokens, target=target, strategy=strategy, chunk_size=chunk_size)
     if isinstance(target, int):
 
         def divergence(orig, masked):
@@ -79,7 +85,9 @@ def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
     """Σ_h A·V·W_O (+ b_O) from HETA's capture equals the model's ``hook_attn_out``.
 
     This pins what the gate reads (pattern, values expanded to query heads, ``W_O``) to what
-    the model actually adds to the residual stream, independently of the gate's code.
+    the model actually adds to the residual stream, independently of the gate's code. Where a
+    bridge normalises the attention output before adding it (Gemma 2 and 3's post-attention
+    norm, ``ln1_post``), the comparison is with that norm's input.
     """
     from heta_lens.hooks import ModelAdapter
 
@@ -94,5 +102,7 @@ def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
             b_o = None
         if b_o is not None:
             out = out + b_o[layer]
-        expected = cache[f"blocks.{layer}.hook_attn_out"][0]
+        post_norm_in = f"blocks.{layer}.ln1_post.hook_in"
+        point = post_norm_in if post_norm_in in model.hook_dict else f"blocks.{layer}.hook_attn_out"
+        expected = cache[point][0]
         torch.testing.assert_close(out, expected, **(tol or {"rtol": 1e-10, "atol": 1e-12}))
