@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from heta_lens.hooks import names
+from heta_lens.hooks.attention_check import check_attention_outputs
 
 ModelKind = Literal["hooked", "bridge"]
 
@@ -112,6 +113,14 @@ class ModelAdapter:
         first = next(model.parameters())
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
+
+    @property
+    def architecture(self) -> str:
+        """The model's architecture name (the HF class a bridge was booted for, or a
+        ``HookedTransformer``'s ``original_architecture``), for error messages."""
+        cfg = self.model.cfg
+        name = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
+        return str(name or getattr(cfg, "model_name", None) or type(self.model).__name__)
 
     @property
     def tokenizer(self) -> object | None:
@@ -243,7 +252,15 @@ class ModelAdapter:
         return store["resid"][0]
 
     def capture_attention(self, tokens: Int[Tensor, " pos"]) -> AttentionCapture:
-        """Attention patterns, values (expanded to query heads) and ``W_O``, without grad."""
+        """Attention patterns, values (expanded to query heads) and ``W_O``, without grad.
+
+        On a ``TransformerBridge`` the capture is checked against each layer's attention output
+        (:mod:`heta_lens.hooks.attention_check`).
+
+        Raises:
+            ValueError: The hook points HETA reads did not fire, or (bridge) they do not
+                reproduce the attention the model applies; the message names the architecture.
+        """
         store: dict[str, Tensor] = {}
 
         def keeper(name: str) -> Callable[..., Tensor]:
@@ -253,8 +270,11 @@ class ModelAdapter:
 
             return keep
 
-        wanted = [names.attn_pattern(layer) for layer in range(self.n_layers)]
-        wanted += [names.attn_v(layer) for layer in range(self.n_layers)]
+        layers = range(self.n_layers)
+        wanted = [names.attn_pattern(layer) for layer in layers]
+        wanted += [names.attn_v(layer) for layer in layers]
+        if self.kind == "bridge":
+            wanted += [names.attn_out(layer) for layer in layers]
         hooks = [(name, keeper(name)) for name in wanted]
         with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
             if self.kind == "bridge":
@@ -264,13 +284,11 @@ class ModelAdapter:
         missing = [n for n, _ in hooks if n not in store]
         if missing:
             raise ValueError(
-                f"unsupported architecture: hook points {missing[:2]} did not fire; HETA needs "
-                "per-head attention patterns and value vectors"
+                f"unsupported architecture {self.architecture}: hook points {missing[:2]} did "
+                "not fire; HETA needs per-head attention patterns and value vectors"
             )
-        pattern = torch.stack(
-            [store[names.attn_pattern(layer)][0] for layer in range(self.n_layers)]
-        )
-        v = torch.stack([store[names.attn_v(layer)][0] for layer in range(self.n_layers)])
+        pattern = torch.stack([store[names.attn_pattern(layer)][0] for layer in layers])
+        v = torch.stack([store[names.attn_v(layer)][0] for layer in layers])
         clip = getattr(self.model.cfg, "clip_qkv", None) if self.kind == "hooked" else None
         if clip is not None:  # TL clamps Q/K/V after hook_v (OLMo, OLMoE): read what is mixed
             v = v.clamp(min=-clip, max=clip)
@@ -281,4 +299,13 @@ class ModelAdapter:
                 group=self.n_heads // self.n_kv_heads,
             )
         W_O = self.model.W_O.detach()
+        if self.kind == "bridge":
+            check_attention_outputs(
+                pattern=pattern,
+                v=v,
+                W_O=W_O,
+                b_O=[self.model.blocks[layer].attn.b_O for layer in layers],
+                outputs=torch.stack([store[names.attn_out(layer)][0] for layer in layers]),
+                architecture=self.architecture,
+            )
         return AttentionCapture(pattern=pattern, v=v, W_O=W_O)

@@ -18,6 +18,12 @@ def attn_v(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_v"
 
 
+def attn_out(layer: int) -> str:
+    """Output of ``layer``'s attention module ``[batch, pos, d_model]`` (``TransformerBridge``:
+    after ``W_O`` and ``b_O``, before any post-attention norm)."""
+    return f"blocks.{layer}.attn.hook_out"
+
+
 def resid_pre(layer: int) -> str:
     """Residual stream entering block ``layer``."""
     return f"blocks.{layer}.hook_resid_pre"

@@ -108,7 +108,12 @@ def attention_outputs(model, ids: torch.Tensor) -> list[torch.Tensor]:
     norms = _output_norms(model)
     if norms is None:
         _, cache = model.run_with_cache(ids[None])
-        return [cache[f"blocks.{layer}.hook_attn_out"][0] for layer in range(model.cfg.n_layers)]
+        points = []
+        for layer in range(model.cfg.n_layers):
+            post_norm_in = f"blocks.{layer}.ln1_post.hook_in"  # a bridge's post-attention norm
+            plain = f"blocks.{layer}.hook_attn_out"
+            points.append(post_norm_in if post_norm_in in cache else plain)
+        return [cache[point][0] for point in points]
     store: list[torch.Tensor] = []
     handles = [
         m.register_forward_pre_hook(lambda _m, args: store.append(args[0][0].detach()))
@@ -129,7 +134,8 @@ def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
 
     This pins what the gate reads (pattern, values expanded to query heads, ``W_O``) to what
     the model's attention actually computes (``hook_attn_out``; before the output norm of a
-    block that has one: :func:`attention_outputs`), independently of the gate's code.
+    block that has one, HookedTransformer or bridge: :func:`attention_outputs`), independently
+    of the gate's code.
     """
     from heta_lens.hooks import ModelAdapter
 
