@@ -88,12 +88,20 @@ def _plan(
     return plan
 
 
-def _check_done(out: Path, key: str, line: dict[str, Any], spec: MethodSpec, config: Any) -> None:
+def _check_done(
+    out: Path, record: Record, line: dict[str, Any], spec: MethodSpec, config: Any
+) -> None:
     want = config_json(spec.default_config if config is None else config)
     if line.get("method") != spec.name or line.get("config") != want:
         raise ValueError(
-            f"{out} holds record {key!r} computed with another method or config "
+            f"{out} holds record {record.key!r} computed with another method or config "
             f"({line.get('method')!r}); resume with the same options or choose another output"
+        )
+    stored = {k: v for k, v in line.get("record", {}).items() if k != "meta"}
+    if stored != {k: v for k, v in record.to_json().items() if k != "meta"}:
+        raise ValueError(
+            f"{out} holds record {record.key!r} with other content ({stored}); give the changed "
+            "record a new id or choose another output"
         )
 
 
@@ -129,7 +137,7 @@ def attribute_many(
 
     Raises:
         ValueError: Bad record, two records with one key, unknown method or level, or ``out``
-            holds a record computed with another method or config.
+            holds a record's key computed with another method or config or for other content.
     """
     spec = get_method(method) if isinstance(method, str) else method
     if aggregate is not None and aggregate not in LEVELS:
@@ -146,7 +154,7 @@ def attribute_many(
     if path is not None:
         for record, spec_r, config_r in plan:
             if record.key in done:
-                _check_done(path, record.key, done[record.key], spec_r, config_r)
+                _check_done(path, record, done[record.key], spec_r, config_r)
     return _run(model, plan, path, done, aggregate, progress)
 
 

@@ -19,10 +19,13 @@ flags of the same name mean):
   the answer being ``target_text`` or, without it, the greedy next token.
 - ``span``: explain Σ log P(continuation tokens | prompt), teacher forced.
 - ``target_index``: explain token N of the tokenized prompt (BOS counts).
+- ``target``: a target object as ``{"kind": "token" | "contrast" | "span", <its fields>}``,
+  e.g. ``{"kind": "contrast", "answer": " Mary", "foil": " John", "position": -1, "kl":
+  "vocab"}`` (all of :class:`~heta_lens.Contrast`'s options).
 - none of these: explain the model's greedy next token.
 - ``method``: a registered method run with its default config for this record (default: the
   run's method and config).
-- ``meta``: anything JSON, copied to the output line untouched.
+- ``meta``: anything JSON, copied to the output line untouched (not part of the hash).
 
 From Python a record can also carry any target object (``Token``, ``Contrast``, ``Span``,
 ``Metric``) as ``target``; a ``Metric`` record needs an ``id`` (its function has no content to
@@ -41,7 +44,18 @@ from heta_lens.generation import append_target_text, greedy_generate
 from heta_lens.hooks import ModelAdapter
 from heta_lens.targets import Contrast, Metric, Span, TargetLike, Token
 
-JSON_FIELDS = ("id", "text", "target_text", "contrast", "span", "target_index", "method", "meta")
+JSON_FIELDS = (
+    "id",
+    "text",
+    "target_text",
+    "contrast",
+    "span",
+    "target_index",
+    "target",
+    "method",
+    "meta",
+)
+_TARGET_TYPES = {"token": Token, "contrast": Contrast, "span": Span}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,25 +108,30 @@ class Record:
         unknown = sorted(set(data) - set(JSON_FIELDS))
         if unknown:
             raise ValueError(f"unknown record field(s) {unknown}; valid: {', '.join(JSON_FIELDS)}")
+        data = dict(data)
+        if isinstance(data.get("target"), dict):
+            data["target"] = _target_from_json(data["target"])
+        elif data.get("target") is not None:
+            raise TypeError('record target must be an object {"kind": ..., ...}')
         return Record(**data)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object (a target object as ``{"kind": ..., fields}``)."""
         out: dict[str, Any] = {}
-        for name in ("id", "text", *JSON_FIELDS[2:]):
+        for name in JSON_FIELDS:
             value = getattr(self, name)
             if value is not None:
-                out[name] = value
-        if self.target is not None:
-            out["target"] = _target_json(self.target)
-        return out
+                out[name] = _target_json(value) if name == "target" else value
+        return json.loads(json.dumps(out))
 
     @property
     def key(self) -> str:
-        """``str(id)``, or ``"sha256:"`` + 16 hex digits of the record's content without one."""
+        """``str(id)``, or ``"sha256:"`` + 16 hex digits of the record's content (``meta``
+        left out) without one."""
         if self.id is not None:
             return str(self.id)
-        text = json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False)
+        content = {k: v for k, v in self.to_json().items() if k != "meta"}
+        text = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -126,6 +145,19 @@ def _target_json(target: int | Token | Contrast | Span | Metric) -> dict[str, An
     if isinstance(target, Span) and isinstance(target.continuation, tuple):
         data["continuation"] = list(target.continuation)
     return {"kind": type(target).__name__.lower(), **data}
+
+
+def _target_from_json(data: dict[str, Any]) -> Token | Contrast | Span:
+    fields = dict(data)
+    kind = fields.pop("kind", None)
+    if kind == "metric":
+        raise ValueError("a Metric target is Python-only (its function is not JSON)")
+    if kind not in _TARGET_TYPES:
+        raise ValueError(f"target kind must be one of {sorted(_TARGET_TYPES)}; got {kind!r}")
+    try:
+        return _TARGET_TYPES[kind](**fields)
+    except TypeError as err:
+        raise ValueError(f"bad {kind} target fields {sorted(fields)}: {err}") from None
 
 
 def as_record(item: object) -> Record:

@@ -115,6 +115,9 @@ def test_resuming_with_another_config_is_refused(model, tmp_path):
         attribute_many(model, RECORDS[:1], method=H.get_method("heta").with_preset("fast"), out=out)
     with pytest.raises(ValueError, match="computed with another method or config"):
         attribute_many(model, [{**RECORDS[0], "method": "occlusion"}], out=out)
+    with pytest.raises(ValueError, match="holds record 'a' with other content"):
+        attribute_many(model, [{**RECORDS[0], "text": "w5 w7"}], out=out)
+    list(attribute_many(model, [{**RECORDS[0], "meta": 1}], out=out, progress=False))
     assert out.read_text() == before
 
 
@@ -137,6 +140,9 @@ def test_a_failing_record_names_itself_and_keeps_earlier_lines(model, tmp_path):
         ([{"text": "w5", "span": " w6", "target_text": " w7"}], "gives target_text and span"),
         ([{"text": "w5", "span": " w6", "contrast": " w7"}], "contrast takes its answer"),
         ([{"text": "w5", "method": "lime"}], "unknown method 'lime'"),
+        ([{"text": "w5", "target": {"kind": "metric"}}], "Metric target is Python-only"),
+        ([{"text": "w5", "target": {"kind": "token", "idx": 1}}], "bad token target fields"),
+        ([{"text": "w5", "target": {"kind": "token"}, "span": " w6"}], "cannot also give"),
     ],
 )
 def test_bad_records_are_refused_before_anything_runs(records, message, tmp_path):
@@ -150,6 +156,12 @@ def test_record_keys_and_json():
     assert Record(text="w5", id=3).key == "3"
     a, b = Record(text="w5", span=" w6"), Record(text="w5", span=" w7")
     assert a.key != b.key and a.key == Record.from_json(a.to_json()).key
+    assert Record(text="w5", span=" w6", meta={"x": 1}).key == a.key  # meta is not identity
+    c = Record.from_json({"text": "w5", "target": {"kind": "contrast", "answer": 4, "foil": 8}})
+    assert c.target == Contrast(4, 8) and Record.from_json(c.to_json()) == c
+    assert Record.from_json(
+        {"text": "w5", "target": {"kind": "span", "continuation": [6, 7]}}
+    ).target == Span((6, 7))
     r = Record(text="w5", target=Contrast(" w6", " w7", position=-2))
     assert r.to_json()["target"] == {
         "kind": "contrast",
