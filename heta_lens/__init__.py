@@ -1,6 +1,8 @@
 """heta-lens: Hessian-Enhanced Token Attribution (HETA) for TransformerLens models."""
 
+from heta_lens.aggregate import AggregatedResult
 from heta_lens.attribute import attribute, windowed_attribute
+from heta_lens.batch import attribute_many, read_results
 from heta_lens.config import (
     ABLATIONS,
     Exact,
@@ -21,8 +23,9 @@ from heta_lens.curvature import (
 from heta_lens.curvature.hvp import HvpOperator, hessian_vector_products
 from heta_lens.gate import gate_from_capture, semantic_gate
 from heta_lens.information import information_gain
-from heta_lens.models import list_models, load_hf, load_model
+from heta_lens.models import list_models, load_hf, load_model, load_tokenizer
 from heta_lens.presets import PRESETS, preset
+from heta_lens.records import Record, read_records
 from heta_lens.registry import (
     AttributionMethod,
     MethodSpec,
@@ -39,6 +42,7 @@ from heta_lens import methods as _methods  # noqa: E402, F401  isort: skip
 __all__ = [
     "ABLATIONS",
     "PRESETS",
+    "AggregatedResult",
     "AttributionMethod",
     "AttributionResult",
     "Contrast",
@@ -53,6 +57,7 @@ __all__ = [
     "MethodSpec",
     "Metric",
     "attribute",
+    "attribute_many",
     "curvature_sensitivity",
     "gate_from_capture",
     "get_method",
@@ -63,8 +68,12 @@ __all__ = [
     "list_models",
     "load_hf",
     "load_model",
+    "load_tokenizer",
     "lowrank_curvature",
     "preset",
+    "read_records",
+    "read_results",
+    "Record",
     "register_method",
     "RowBlock",
     "Span",

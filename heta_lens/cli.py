@@ -15,6 +15,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from heta_lens.cli_batch import (
+    add_batch_arguments,
+    check_batch_arguments,
+    cmd_attribute_many,
+    print_groups,
+)
 from heta_lens.cli_demo import add_demo_parser, cmd_demo
 from heta_lens.cli_eval import add_eval_parser, cmd_eval
 from heta_lens.hooks import ModelAdapter
@@ -39,6 +45,8 @@ HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
   heta-lens attribute "When Mary and John went to the store, John gave a drink to" \
       --target-text " Mary" --contrast " John"
   heta-lens attribute "The tallest tower in Paris is the" --span " Eiffel Tower"
+  heta-lens attribute "The capital of France is" --aggregate word
+  heta-lens attribute --input prompts.jsonl --out results.jsonl
   heta-lens models
   heta-lens bench --out benchmarks/RESULTS.md
   heta-lens eval curated --limit 50 --methods heta,integrated_gradients,attention_rollout,occlusion
@@ -56,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="explain which input tokens drove a prediction",
         description="Attribute target token(s) to every earlier token and print a ranked table.",
     )
-    att.add_argument("text", help="the prompt")
+    att.add_argument("text", nargs="?", help="the prompt (or --input with many)")
     which = att.add_mutually_exclusive_group()
     which.add_argument(
         "--generate",
@@ -101,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     att.add_argument("--top", type=int, default=10, help="rows of the ranked table")
     att.add_argument("--html", type=Path, help="write a self-contained HTML view")
     att.add_argument("--json", type=Path, help="write all results as JSON")
+    add_batch_arguments(att)
     sub.add_parser("models", help="list loadable models and whether they are installed")
     bench = sub.add_parser(
         "bench",
@@ -185,10 +194,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_attribute(args: argparse.Namespace) -> int:
-    method_spec(args)  # fail on an unknown method or a misplaced preset before loading anything
+    spec = method_spec(args)  # fail on a bad method, preset or flag before loading anything
+    check_batch_arguments(args)
     start = time.perf_counter()
     print(f"loading {args.model} ({args.backend}) ...", file=sys.stderr)
     model = load_model(args.model, backend=args.backend)
+    if args.input is not None:
+        return cmd_attribute_many(model, spec, args)
     tokens, targets = _targets(model, args)
     results = [
         _run_method(model, tokens, target, args)
@@ -196,13 +208,15 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     ]
     for result in results:
         print(format_table(result, top=args.top), end="\n\n")
+    print_groups(model, results, args)
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
         print(f"wrote {args.json}", file=sys.stderr)
     if args.html is not None:
         from heta_lens import viz
 
-        viz.save_html(results, args.html)
+        tokenizer = ModelAdapter(model).tokenizer
+        viz.save_html(results, args.html, aggregate=args.aggregate, tokenizer=tokenizer)
         print(f"wrote {args.html}", file=sys.stderr)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

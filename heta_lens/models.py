@@ -148,6 +148,29 @@ def _resolve(name: str) -> tuple[Path, str | None, str]:
     )
 
 
+def load_tokenizer(name: str = "smollm2-135m") -> Any:
+    """A model's Hugging Face tokenizer alone (no weights loaded), offline.
+
+    Built once from the GGUF file or HF directory and re-saved under :func:`cache_dir` (so
+    TransformerLens can re-open it by path); later calls read the saved copy.
+
+    Raises:
+        ValueError: Unknown name or path.
+        ModelNotInstalledError: The model's package is missing (the message names it).
+    """
+    _offline()
+    from transformers import AutoTokenizer
+
+    directory, gguf, recorded = _resolve(name)
+    saved = cache_dir() / "tokenizers" / recorded.replace("/", "__")
+    if not (saved / "tokenizer_config.json").exists():
+        options: dict[str, Any] = {"local_files_only": True}
+        if gguf is not None:
+            options["gguf_file"] = gguf
+        AutoTokenizer.from_pretrained(str(directory), **options).save_pretrained(str(saved))
+    return AutoTokenizer.from_pretrained(str(saved), local_files_only=True)
+
+
 def load_hf(name: str = "smollm2-135m", *, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """The plain Hugging Face model (eager attention) and tokenizer, offline.
 
@@ -157,18 +180,13 @@ def load_hf(name: str = "smollm2-135m", *, dtype: torch.dtype = torch.float32) -
         ValueError: Unknown name or path.
         ModelNotInstalledError: The model's package is missing (the message names it).
     """
-    _offline()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    directory, gguf, recorded = _resolve(name)
+    tokenizer = load_tokenizer(name)
+    directory, gguf, _ = _resolve(name)
     options: dict[str, Any] = {"local_files_only": True}
     if gguf is not None:
         options["gguf_file"] = gguf
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), **options)
-    saved = cache_dir() / "tokenizers" / recorded.replace("/", "__")
-    if not (saved / "tokenizer_config.json").exists():
-        tokenizer.save_pretrained(str(saved))
-    tokenizer = AutoTokenizer.from_pretrained(str(saved), local_files_only=True)
     model: Any = AutoModelForCausalLM.from_pretrained(
         str(directory), attn_implementation="eager", **options
     )

@@ -3,13 +3,16 @@
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import config_from_dict
+
+if TYPE_CHECKING:
+    from heta_lens.aggregate import AggregatedResult, Level
 
 TARGET_KINDS = ("token", "contrast", "span", "metric")
 
@@ -92,6 +95,17 @@ class AttributionResult:
         values, positions = torch.topk(self.scores, k)
         strings = self.str_tokens()
         return [(int(p), strings[int(p)], float(v)) for v, p in zip(values, positions, strict=True)]
+
+    def aggregate(self, level: "Level" = "word", *, tokenizer: Any = None) -> "AggregatedResult":
+        """Scores (and HETA components) summed over words, sentences or token ranges.
+
+        See :func:`heta_lens.aggregate.aggregate` (``level``: ``"word"``, ``"sentence"`` or
+        ``[(start, end), ...]``; ``tokenizer``: the model's, for its offsets and special
+        tokens). Special tokens such as BOS are groups of their own.
+        """
+        from heta_lens.aggregate import aggregate
+
+        return aggregate(self, level, tokenizer=tokenizer)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tensors become lists, the config a dict)."""

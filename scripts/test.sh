@@ -4,7 +4,7 @@
 #   bash scripts/test.sh [extra pytest args...]
 #
 # 1. install/update .venv (transformer-lens 3.9) and .venv-tl4 (transformer-lens 4.3)
-# 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow)
+# 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow and gemma)
 # 3. in .venv-tl4: pytest -m "not hooked and not tutorial and not e2e" (TL 4 has no
 #    HookedTransformer; tutorials and the browser test run once, in step 2)
 #

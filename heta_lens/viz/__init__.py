@@ -7,7 +7,8 @@ components a result has, the visible token strings, the number format and the co
 and the CLI and the demo (:mod:`heta_lens.demo.render`) render through it:
 
 - :func:`format_table` (:mod:`~heta_lens.viz.table`): the ranked plain-text table that
-  ``heta-lens attribute`` prints.
+  ``heta-lens attribute`` prints; :func:`format_groups_table` the same over words or
+  sentences (``--aggregate``).
 - :func:`colored_tokens` (:mod:`~heta_lens.viz.notebook`) returns circuitsvis's
   ``colored_tokens_multi`` view, one button per component. circuitsvis is imported only when
   it is called (``pip install 'heta-lens[viz]'``).
@@ -15,7 +16,7 @@ and the CLI and the demo (:mod:`heta_lens.demo.render`) render through it:
   page (inline CSS and JS, no external URL at all, so it renders offline): a component
   switcher, the context tokens coloured by the selected component, hover tooltips with every
   value, a top-k table, and the results embedded as JSON (:func:`results_from_html` reads
-  them back).
+  them back); with ``aggregate="word"`` a tokens/words switch (:mod:`~heta_lens.viz.groups`).
 
 The HTML and circuitsvis views accept one result or a list of them, e.g. one per generated
 token (``--generate``).
@@ -24,7 +25,7 @@ token (``--generate``).
 from heta_lens.viz.cells import COMPONENTS, DEFAULT_COMPONENTS, visible_token
 from heta_lens.viz.notebook import TARGET_MARK, Results, colored_tokens, colored_tokens_data
 from heta_lens.viz.page import results_from_html, save_html, to_html
-from heta_lens.viz.table import format_table
+from heta_lens.viz.table import format_groups_table, format_table
 
 __all__ = [
     "COMPONENTS",
@@ -33,6 +34,7 @@ __all__ = [
     "Results",
     "colored_tokens",
     "colored_tokens_data",
+    "format_groups_table",
     "format_table",
     "results_from_html",
     "save_html",

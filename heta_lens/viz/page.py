@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from heta_lens._typing import typechecked
+from heta_lens.aggregate import AggregatedResult
 from heta_lens.result import AttributionResult, from_dict
 from heta_lens.viz.cells import (
     DARK,
@@ -34,7 +35,9 @@ from heta_lens.viz.cells import (
     tooltip,
     visible_token,
 )
+from heta_lens.viz.groups import group_components, group_view
 from heta_lens.viz.notebook import Results, as_list
+from heta_lens.words import LEVELS
 
 _DATA_ID = "heta-lens-data"
 
@@ -49,9 +52,12 @@ def _token_spans(result: AttributionResult, comps: dict[str, Tensor]) -> str:
         attrs = [("title", tooltip(f"pos {pos}", comps, pos)), *data]
         attrs.append(("style", cell_style(norms[first][pos])))
         spans.append(span("tok", visible_token(strings[pos]), attrs))
+    return "".join(spans) + _target_span(result)
+
+
+def _target_span(result: AttributionResult) -> str:
     text, tip = target_cell(result)
-    spans.append(span("tok target", text, [("title", tip)]))
-    return "".join(spans)
+    return span("tok target", text, [("title", tip)])
 
 
 def _top_table(result: AttributionResult, comps: dict[str, Tensor], top_k: int) -> str:
@@ -71,14 +77,29 @@ def _top_table(result: AttributionResult, comps: dict[str, Tensor], top_k: int) 
     )
 
 
-def _section(result: AttributionResult, names: Sequence[str], top_k: int) -> str:
+def _section(
+    result: AttributionResult,
+    names: Sequence[str],
+    top_k: int,
+    grouped: AggregatedResult | None = None,
+) -> str:
     comps = components(result, names)
     first = next(iter(comps))
+    gmax = {} if grouped is None else group_components(grouped, list(comps))
     buttons = "".join(
         f'<button type="button" data-comp="{k}" data-max="{fmt(float(v.abs().max()))}"'
-        f"{' class=on' if k == first else ''}>{k}</button>"
+        + (f' data-gmax="{fmt(float(gmax[k].abs().max()))}"' if k in gmax else "")
+        + f"{' class=on' if k == first else ''}>{k}</button>"
         for k, v in comps.items()
     )
+    if grouped is None:
+        switch = ""
+        panes = f'<div class="toks">{_token_spans(result, comps)}</div>'
+        panes += _top_table(result, comps, top_k)
+    else:
+        token_pane = f'<div class="toks">{_token_spans(result, comps)}</div>'
+        token_pane += _top_table(result, comps, top_k)
+        switch, panes = group_view(grouped, list(comps), token_pane, _target_span(result), top_k)
     heading = target_heading(result)
     if heading is None:
         target = html.escape(visible_token(token_strings(result)[result.target]))
@@ -95,10 +116,9 @@ def _section(result: AttributionResult, names: Sequence[str], top_k: int) -> str
         )
     return (
         f'<section class="heta"><h2>{title}{html.escape(result.method)}</small></h2>'
-        f'<div class="bar">{buttons} <span class="scale">max |value| = '
+        f'<div class="bar">{switch}{buttons} <span class="scale">max |value| = '
         f'<span class="max">{fmt(float(comps[first].abs().max()))}</span></span></div>'
-        f'<div class="toks">{_token_spans(result, comps)}</div>'
-        f"{_top_table(result, comps, top_k)}</section>"
+        f"{panes}</section>"
     )
 
 
@@ -130,6 +150,7 @@ h2 small{font-weight:400;color:#666;margin-left:6px}
 button{font:inherit;border:1px solid #bbb;background:#f5f5f5;border-radius:4px;
  padding:1px 8px;margin-right:3px;cursor:pointer}
 button.on{background:#222;color:#fff;border-color:#222}
+.views{margin-right:10px}
 .scale{margin-left:8px}
 .toks{font-family:ui-monospace,monospace;line-height:2.1}
 .tok{padding:2px 3px;margin:0 1px;border:1px solid #e3e3e3;border-radius:3px;white-space:pre}
@@ -145,6 +166,23 @@ _JS = """
 (function () {
 HEAT  document.querySelectorAll("section.heta").forEach(function (sec) {
     var buttons = sec.querySelectorAll("button[data-comp]");
+    var views = sec.querySelectorAll("button[data-view]");
+    function showMax() {
+      var on = sec.querySelector("button[data-comp].on");
+      var key = sec.getAttribute("data-view") === "group" ? "data-gmax" : "data-max";
+      sec.querySelector(".max").textContent = on.getAttribute(key);
+    }
+    views.forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var view = btn.getAttribute("data-view");
+        views.forEach(function (b) { b.classList.toggle("on", b === btn); });
+        sec.setAttribute("data-view", view);
+        sec.querySelectorAll("[data-pane]").forEach(function (p) {
+          p.hidden = p.getAttribute("data-pane") !== view;
+        });
+        showMax();
+      });
+    });
     buttons.forEach(function (btn) {
       btn.addEventListener("click", function () {
         var comp = btn.getAttribute("data-comp");
@@ -154,7 +192,7 @@ HEAT  document.querySelectorAll("section.heta").forEach(function (sec) {
           t.style.background = heat(v);
           t.style.color = Math.min(Math.abs(v), 1) > DARK ? "#fff" : "#111";
         });
-        sec.querySelector(".max").textContent = btn.getAttribute("data-max");
+        showMax();
       });
     });
   });
@@ -169,14 +207,19 @@ def to_html(
     components: Sequence[str] = DEFAULT_COMPONENTS,
     top_k: int = 10,
     title: str | None = None,
+    aggregate: str | None = None,
+    tokenizer: Any = None,
 ) -> str:
     """A self-contained HTML page (no network needed) showing one or more attributions.
 
     One section per result: the target token and p = exp(``target_log_prob``), a switcher over
     the components, the context tokens coloured by the selected one (each component divided by
     its largest magnitude: white = 0, red = max, blue for negative values), the target outlined,
-    tooltips with the position and every component, and the ``top_k`` tokens by score. The
-    results' :meth:`~heta_lens.AttributionResult.to_dict` are embedded as JSON (NaN → null).
+    tooltips with the position and every component, and the ``top_k`` tokens by score. With
+    ``aggregate``, a tokens/words (sentences) switch shows the same section over words:
+    :meth:`~heta_lens.AttributionResult.aggregate`'s summed components, coloured on their own
+    scale, and the top words. The results'
+    :meth:`~heta_lens.AttributionResult.to_dict` are embedded as JSON (NaN → null).
 
     Args:
         results: One result or a list (one section each, e.g. per generated token).
@@ -184,12 +227,15 @@ def to_html(
             left out.
         top_k: Rows of the ranked table.
         title: Page title (default: names the method and number of results).
+        aggregate: ``"word"`` or ``"sentence"`` adds that view; ``None`` (default): tokens only.
+        tokenizer: The model's tokenizer for the grouping (offsets, special tokens); without
+            it the results' token strings are read.
 
     Returns:
         The page, inline CSS and JS only.
 
     Raises:
-        ValueError: No results or an unknown component.
+        ValueError: No results, an unknown component or an unknown ``aggregate`` level.
 
     Examples:
         >>> import torch
@@ -204,7 +250,17 @@ def to_html(
     methods = ", ".join(dict.fromkeys(r.method for r in items))
     what = f"{len(items)} {methods} attributions" if len(items) > 1 else f"{methods} attribution"
     title = title if title is not None else f"heta-lens · {what}"
-    sections = "\n".join(_section(r, components, top_k) for r in items)
+    if aggregate is not None and aggregate not in LEVELS:
+        raise ValueError(f"aggregate must be one of {LEVELS} or None; got {aggregate!r}")
+    sections = "\n".join(
+        _section(
+            r,
+            components,
+            top_k,
+            None if aggregate is None else r.aggregate(aggregate, tokenizer=tokenizer),
+        )
+        for r in items
+    )
     data = _script_json({"format": "heta-lens-viz/1", "results": [r.to_dict() for r in items]})
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -2,6 +2,7 @@
 
 import math
 
+from heta_lens.aggregate import AggregatedResult
 from heta_lens.result import AttributionResult
 from heta_lens.viz.cells import DEFAULT_COMPONENTS, component, target_heading
 
@@ -10,6 +11,21 @@ _WIDTHS = {"score": 10, "gate": 10, "curvature": 10, "information": 11}
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+_HEAD = " ".join(f"{name:>{_WIDTHS[name]}}" for name in DEFAULT_COMPONENTS)
+
+
+def _heading(result: AttributionResult) -> str:
+    heading = target_heading(result)
+    if heading is None:
+        target = (
+            result.token_strings[result.target]
+            if result.token_strings
+            else str(result.target_token)
+        )
+        heading = f"[{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}"
+    return f"target {heading}  method={result.method}"
 
 
 def format_table(result: AttributionResult, *, top: int) -> str:
@@ -29,25 +45,44 @@ def format_table(result: AttributionResult, *, top: int) -> str:
         rank  pos  token                 score       gate  curvature information
            1    1  '5'                       2          -          -           -
     """
-    extra = DEFAULT_COMPONENTS[1:]
-    values = {name: component(result, name) for name in extra}
-    head = " ".join(f"{name:>{_WIDTHS[name]}}" for name in DEFAULT_COMPONENTS)
-    heading = target_heading(result)
-    if heading is None:
-        target = (
-            result.token_strings[result.target]
-            if result.token_strings
-            else str(result.target_token)
-        )
-        heading = f"[{result.target}] {target!r}  p={math.exp(result.target_log_prob):.4f}"
-    lines = [
-        f"target {heading}  method={result.method}",
-        f"{'rank':>4} {'pos':>4}  {'token':<16} {head}",
-    ]
+    values = {name: component(result, name) for name in DEFAULT_COMPONENTS[1:]}
+    lines = [_heading(result), f"{'rank':>4} {'pos':>4}  {'token':<16} {_HEAD}"]
     for rank, (pos, token, score) in enumerate(result.top(top), start=1):
         cells = " ".join(
             f"{_cell(None if v is None else float(v[pos])):>{_WIDTHS[name]}}"
             for name, v in values.items()
         )
         lines.append(f"{rank:>4} {pos:>4}  {token!r:<16} {score:>10.4g} {cells}")
+    return "\n".join(lines)
+
+
+def format_groups_table(grouped: AggregatedResult, *, top: int) -> str:
+    """The ranked table of :func:`format_table` over words, sentences or spans.
+
+    One row per group, best summed score first: rank, the group's token range ``a-b``
+    (inclusive), its text's ``repr`` and its summed components.
+
+    Examples:
+        >>> import torch
+        >>> r = AttributionResult(tokens=torch.tensor([1, 5, 7, 3]), target=3,
+        ...     scores=torch.tensor([0.0, 2.0, 1.0]), method="toy",
+        ...     token_strings=("<s>", " Eiff", "el", " Tower"))
+        >>> print(format_groups_table(r.aggregate("word"), top=1))
+        target [3] ' Tower'  p=nan  method=toy  (2 words)
+        rank tokens  word                  score       gate  curvature information
+           1   1-2   ' Eiffel'                 3          -          -           -
+    """
+    singular = "span" if grouped.level == "custom" else grouped.level
+    lines = [
+        f"{_heading(grouped.source)}  ({len(grouped.groups)} {singular}s)",
+        f"{'rank':>4} {'tokens':>6}  {singular:<16} {_HEAD}",
+    ]
+    for rank, (g, text, score) in enumerate(grouped.top(top), start=1):
+        a, b = grouped.groups[g]
+        parts = grouped.components
+        cells = " ".join(
+            f"{_cell(float(parts[n][g]) if n in parts else None):>{_WIDTHS[n]}}"
+            for n in DEFAULT_COMPONENTS[1:]
+        )
+        lines.append(f"{rank:>4} {f'{a}-{b - 1}':>6}  {text!r:<16} {score:>10.4g} {cells}")
     return "\n".join(lines)

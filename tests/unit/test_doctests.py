@@ -13,6 +13,7 @@ MODULES = [
     "heta_lens.curvature.lowrank",
     "heta_lens.curvature.layer",
     "heta_lens.information",
+    "heta_lens.aggregate",
     "heta_lens.attribute",
     "heta_lens.windows",
     "heta_lens.viz.cells",

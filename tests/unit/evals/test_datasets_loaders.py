@@ -20,24 +20,14 @@ from heta_lens.evals.datasets import (
 )
 from heta_lens.evals.datasets import sequence as sequence_module
 from heta_lens.hooks import ModelAdapter
-from heta_lens.models import cache_dir
+from heta_lens.models import load_tokenizer
 
 pytestmark = pytest.mark.bridge
 
 
 def _smollm2_tokenizer() -> Any:
     """SmolLM2's tokenizer as ``load_hf`` saves it (re-read from the GGUF once if absent)."""
-    from transformers import AutoTokenizer
-
-    from heta_lens.models import MODELS, _offline, _resolve
-
-    _offline()
-    saved = cache_dir() / "tokenizers" / MODELS["smollm2-135m"].hf_name.replace("/", "__")
-    if not (saved / "tokenizer_config.json").exists():
-        directory, gguf, _ = _resolve("smollm2-135m")
-        tok = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf, local_files_only=True)
-        tok.save_pretrained(str(saved))
-    return AutoTokenizer.from_pretrained(str(saved), local_files_only=True)
+    return load_tokenizer("smollm2-135m")
 
 
 def _tiny_bridge(tokenizer: Any, *, zero_unembed: bool = False) -> Any:
