@@ -33,6 +33,8 @@ from heta_lens.viz.cells import (
     tooltip,
     visible_token,
 )
+from heta_lens.viz.maps import CSS as MAPS_CSS
+from heta_lens.viz.maps import HeadsChoice, heads_html, interactions_html
 from heta_lens.viz.notebook import Results, as_list
 
 _DATA_ID = "heta-lens-data"
@@ -75,7 +77,13 @@ def _top_table(result: AttributionResult, comps: dict[str, Tensor], top_k: int) 
     )
 
 
-def _section(result: AttributionResult, names: Sequence[str], top_k: int) -> str:
+def _section(
+    result: AttributionResult,
+    names: Sequence[str],
+    top_k: int,
+    heads: HeadsChoice | None = None,
+    interactions: bool = False,
+) -> str:
     comps = components(result, names)
     first = next(iter(comps))
     buttons = "".join(
@@ -102,7 +110,9 @@ def _section(result: AttributionResult, names: Sequence[str], top_k: int) -> str
         f'<div class="bar">{buttons} <span class="scale">max |value| = '
         f'<span class="max">{fmt(float(comps[first].abs().max()))}</span></span></div>'
         f'<div class="toks">{_token_spans(result, comps)}</div>'
-        f"{_top_table(result, comps, top_k)}</section>"
+        f"{_top_table(result, comps, top_k)}"
+        f"{'' if heads is None else heads_html(result, heads, top_k=top_k)}"
+        f"{interactions_html(result) if interactions else ''}</section>"
     )
 
 
@@ -123,7 +133,8 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-_CSS = """
+_CSS = (
+    """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:14px;color:#111}
 h1{font-size:17px;margin:0 0 10px}
 section.heta{border:1px solid #ddd;border-radius:6px;padding:8px 12px 10px;margin:0 0 12px}
@@ -144,6 +155,8 @@ th,td{padding:1px 8px;text-align:right;border-bottom:1px solid #eee}
 th{color:#555;font-weight:600}
 .t{text-align:left;font-family:ui-monospace,monospace}
 """
+    + MAPS_CSS
+)
 
 _JS = """
 (function () {
@@ -173,6 +186,8 @@ def to_html(
     components: Sequence[str] = DEFAULT_COMPONENTS,
     top_k: int = 10,
     title: str | None = None,
+    heads: HeadsChoice | None = None,
+    interactions: bool = False,
 ) -> str:
     """A self-contained HTML page (no network needed) showing one or more attributions.
 
@@ -188,12 +203,18 @@ def to_html(
             left out.
         top_k: Rows of the ranked table.
         title: Page title (default: names the method and number of results).
+        heads: Add the gate-by-head view (:func:`heta_lens.viz.maps.heads_html`) of this
+            context position, or of each result's top-scoring token for ``"top"``; the
+            results need ``gate_by_head``.
+        interactions: Add the curvature interaction heatmap
+            (:func:`heta_lens.viz.maps.interactions_html`); the results need ``interactions``.
 
     Returns:
         The page, inline CSS and JS only.
 
     Raises:
-        ValueError: No results or an unknown component.
+        ValueError: No results, an unknown component, or a view whose output a result lacks
+            (or a ``heads`` position outside its context).
 
     Examples:
         >>> import torch
@@ -208,7 +229,7 @@ def to_html(
     methods = ", ".join(dict.fromkeys(r.method for r in items))
     what = f"{len(items)} {methods} attributions" if len(items) > 1 else f"{methods} attribution"
     title = title if title is not None else f"heta-lens · {what}"
-    sections = "\n".join(_section(r, components, top_k) for r in items)
+    sections = "\n".join(_section(r, components, top_k, heads, interactions) for r in items)
     data = _script_json({"format": "heta-lens-viz/1", "results": [r.to_dict() for r in items]})
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
