@@ -336,7 +336,7 @@ class HetaConfig:
 
         Examples:
             >>> HetaConfig.flat(curvature_estimator="layer", layer_k=2, n_probes=4).curvature
-            LayerSampled(k=2, n_probes=4)
+            LayerSampled(k=2, n_probes=4, interactions=False)
         """
         return cls().updated(**fields)
 
