@@ -29,7 +29,7 @@ from heta_lens.targets import (
     append_target_text,
     greedy_generate,
 )
-from heta_lens.viz.maps import head_position
+from heta_lens.viz.maps import HeadsChoice, head_position
 from heta_lens.viz.table import format_heads, format_table
 
 DESCRIPTION = """\
@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "--heads",
         nargs="?",
         const="top",
-        type=int,
+        type=_head_choice,
         metavar="POS",
         help="keep the gate split by attention head (HETA) and show the heads carrying the "
         "token at context position POS (default: the top-scoring token): a ranked table, and "
@@ -134,6 +134,16 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_demo_parser(sub)
     return parser
+
+
+def _head_choice(text: str) -> HeadsChoice:
+    """``--heads``'s value: a context position, or ``"top"`` (the top-scoring token)."""
+    if text == "top":
+        return "top"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a context position; got {text!r}") from None
 
 
 def _targets(
