@@ -11,6 +11,10 @@ tokens, m probes, r the rank):
   ``scope="global"``.
 - :class:`~heta_lens.config.LayerSampled` — HETA-LS, :mod:`heta_lens.curvature.layer`: ctx·m,
   each back-propagating through the last k blocks only.
+
+The pairwise interaction map (:func:`estimate_interactions`, :func:`interactions_of`) is
+registered by the exact and layer-sampled estimators, whose block HVPs already hold every
+H_ij r_j; the row-block and low-rank estimators refuse it.
 """
 
 from collections.abc import Callable

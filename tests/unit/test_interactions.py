@@ -13,6 +13,7 @@ from heta_lens.presets import with_preset
 from tests.conftest import oracle_tolerance
 from tests.unit import oracles
 from tests.unit.test_estimators import _explicit_resid_hessian
+from tests.unit.test_model_state import _assert_same, _snapshot
 from tests.unit.test_targets import _metrics
 
 
@@ -141,3 +142,15 @@ def test_estimators_without_a_map_refuse_clearly():
         with_preset(keeping, "fast")
     with pytest.raises(ValueError, match="'prefix' view"):
         H.windowed_attribute(model, ids, config=keeping.updated(n_probes=1), view="window")
+
+
+def test_model_untouched_with_the_extras_and_after_a_refusal(model, tokens):
+    model(tokens[None])  # let a bridge install its own lazy hooks before the snapshot
+    before = _snapshot(model)
+    both = H.HetaConfig(gate_by_head=True, curvature=Exact(n_probes=1, interactions=True))
+    H.attribute(model, tokens, config=both)
+    _assert_same(before, _snapshot(model))
+    embeddings_metric = H.Metric("blocks.0.hook_resid_pre", lambda a: a.sum(), position=4)
+    with pytest.raises(ValueError, match="no head carries it"):
+        H.attribute(model, tokens, target=embeddings_metric, config=both)
+    _assert_same(before, _snapshot(model))
