@@ -8,10 +8,12 @@ Four configs of full HETA (exact curvature, m probes, information on) run on the
 (``Exact(interactions=True)``) and ``+both`` (on SmolLM2 only ``plain`` and ``+both``, and only
 ``attribute``, to stay near two minutes). They run interleaved — one turn runs each once, the
 order rotating from turn to turn — so load from other jobs hits all of them alike; the table gives
-the median and best wall time over the turns and their ratios to ``plain``. The curvature step
-alone (:func:`estimate_curvature` vs :func:`estimate_curvature_interactions`, the only place the
-map adds work) and the gate alone (:func:`objective_gate` vs :func:`objective_gate_by_head` on one
-capture) are timed the same way. "max |Δ| scores" checks that keeping the extras changes no score.
+the median and best wall time over the turns, their ratios to ``plain``, and "paired": the median
+over turns of each turn's ratio to ``plain`` (robust to load that drifts between turns). The
+curvature step alone (:func:`estimate_curvature` vs :func:`estimate_curvature_interactions`, the
+only place the map adds work) and the gate alone (:func:`objective_gate` vs
+:func:`objective_gate_by_head` on one capture) are timed the same way. "max |Δ| scores" checks
+that keeping the extras changes no score.
 Since whole runs are noisy on a shared machine, the only work the map adds — per chunk of HVPs,
 the L1 norm of every row block (``cross_block_norms``) instead of gathering the own block
 (``own_block_products``) — is also timed on its own, on tensors of the run's shape, and set
@@ -73,12 +75,16 @@ def _fmt(seconds: float) -> str:
 def table(label: str, times: dict[str, list[float]], base: str) -> None:
     """A markdown table of median/best times and their ratios to ``base``."""
     print(f"\n{label}\n")
-    print("| config | median | best | median / plain | best / plain |")
-    print("|---|---|---|---|---|")
+    print("| config | median | best | median / plain | best / plain | paired |")
+    print("|---|---|---|---|---|---|")
     med0, best0 = statistics.median(times[base]), min(times[base])
     for name, values in times.items():
         med, best = statistics.median(values), min(values)
-        print(f"| {name} | {_fmt(med)} | {_fmt(best)} | {med / med0:.3f}× | {best / best0:.3f}× |")
+        paired = statistics.median(a / b for a, b in zip(values, times[base], strict=True))
+        print(
+            f"| {name} | {_fmt(med)} | {_fmt(best)} | {med / med0:.3f}× | {best / best0:.3f}× "
+            f"| {paired:.3f}× |"
+        )
 
 
 def compare(

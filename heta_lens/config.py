@@ -251,7 +251,8 @@ class HetaConfig:
         gate_by_head: Also keep each attention head's term of the gate
             (``HetaResult.gate_by_head``, ``[layer, head_index, ctx]``, summing to ``gate``;
             :func:`heta_lens.gate.gate_by_head_from_capture`): no extra forward,
-            n_layers·n_heads·ctx memory.
+            n_layers·n_heads·ctx memory. Like the curvature's ``interactions`` it is a
+            full-prefix output, refused in HETA-WIN's ``"window"`` view.
     """
 
     beta: float = 0.5

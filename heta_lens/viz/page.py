@@ -208,6 +208,7 @@ def to_html(
             results need ``gate_by_head``.
         interactions: Add the curvature interaction heatmap
             (:func:`heta_lens.viz.maps.interactions_html`); the results need ``interactions``.
+            One cell per token pair: the page grows as ctx² (about 125 bytes a cell).
 
     Returns:
         The page, inline CSS and JS only.
