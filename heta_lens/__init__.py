@@ -15,13 +15,14 @@ from heta_lens.config import (
     Window,
 )
 from heta_lens.curvature import (
+    curvature_interactions,
     curvature_sensitivity,
     layer_curvature,
     lowrank_curvature,
     row_curvature,
 )
 from heta_lens.curvature.hvp import HvpOperator, hessian_vector_products
-from heta_lens.gate import gate_from_capture, semantic_gate
+from heta_lens.gate import gate_from_capture, semantic_gate, semantic_gate_by_head
 from heta_lens.information import information_gain
 from heta_lens.models import list_models, load_hf, load_model, load_tokenizer
 from heta_lens.presets import PRESETS, preset
@@ -58,6 +59,7 @@ __all__ = [
     "Metric",
     "attribute",
     "attribute_many",
+    "curvature_interactions",
     "curvature_sensitivity",
     "gate_from_capture",
     "get_method",
@@ -82,5 +84,6 @@ __all__ = [
     "Window",
     "row_curvature",
     "semantic_gate",
+    "semantic_gate_by_head",
     "windowed_attribute",
 ]

@@ -53,6 +53,12 @@ def attribute(
     the curvature of f, I its information functional and M the gate rows of its position(s)
     (:mod:`heta_lens.objective`); the result records the kind and f's value.
 
+    On request the result also keeps a look inside: ``HetaConfig(gate_by_head=True)`` the
+    gate split by attention head (``gate_by_head``, ``[layer, head_index, ctx]``, summing to
+    ``gate``), and ``Exact(interactions=True)`` (or ``LayerSampled``) the curvature's pairwise
+    interaction map (``interactions``, ``[ctx, ctx]``, diagonal = ``curvature``), both read off
+    the captures and HVPs HETA makes anyway.
+
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids ``[pos]``/``[1, pos]`` containing the target, or a string.
@@ -107,7 +113,9 @@ def windowed_attribute(
     I'_i = mean_{w∋i} norm_w(I)[i]; Attr_i = G'_i · (β·S'_i + γ·I'_i). ``gate_term``,
     ``curvature_term`` and ``information_term`` of the result are G', S', I'. The raw fields
     are the full-prefix components (``"prefix"`` view) or their per-token means over windows
-    (``"window"`` view; the gate then no longer sums to 1). ``target_log_prob`` is always the
+    (``"window"`` view; the gate then no longer sums to 1). ``gate_by_head`` and the curvature
+    interactions are full-prefix outputs, kept in the ``"prefix"`` view and refused in the
+    ``"window"`` view. ``target_log_prob`` is always the
     full-prefix prediction. See :mod:`heta_lens.windows` for the two views and their costs.
 
     Args:
@@ -127,7 +135,8 @@ def windowed_attribute(
 
     Raises:
         TypeError: Unsupported model or non-integer tokens.
-        ValueError: As :func:`attribute`, or an unknown ``view``.
+        ValueError: As :func:`attribute`, an unknown ``view``, or the ``"window"`` view with
+            ``gate_by_head`` or curvature interactions.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -180,6 +189,8 @@ def result_from_components(
         gate=parts.gate,
         curvature=parts.curvature if config.use_curvature else None,
         information=parts.information if config.use_information else None,
+        gate_by_head=parts.gate_by_head if config.gate_by_head else None,
+        interactions=parts.interactions if config.interactions else None,
     )
     return _result(adapter, req, kept, terms, log_prob, config, value)
 
@@ -192,6 +203,11 @@ def _windowed(
         raise ValueError(
             f"the 'window' view runs each window followed by the target token; a "
             f"{req.goal.kind} target needs the 'prefix' view"
+        )
+    if view == "window" and (config.gate_by_head or config.interactions):
+        raise ValueError(
+            "gate_by_head and curvature interactions are full-prefix outputs; the 'window' "
+            "view computes each window on its own input: use the 'prefix' view"
         )
     window = config.window or Window(size=ctx)
     spans = window_spans(ctx, window.size, window.overlap)
@@ -289,6 +305,8 @@ def _result(
         information=parts.information,
         curvature_term=terms.curvature_term,
         information_term=terms.information_term,
+        gate_by_head=parts.gate_by_head,
+        interactions=parts.interactions,
         config=config,
         target_kind=req.goal.kind,
         target_description=req.goal.description,

@@ -35,7 +35,8 @@ from heta_lens.targets import (
     append_target_text,
     greedy_generate,
 )
-from heta_lens.viz.table import format_table
+from heta_lens.viz.maps import HeadsChoice, head_position
+from heta_lens.viz.table import format_heads, format_table
 
 DESCRIPTION = """\
 HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
@@ -106,6 +107,22 @@ def _parser() -> argparse.ArgumentParser:
         help="HETA estimator preset (full, row, LS, LR, WIN, fast); see benchmarks/RESULTS.md",
     )
     att.add_argument("--n-probes", type=int, default=None, help="Hutchinson probes (HETA)")
+    att.add_argument(
+        "--heads",
+        nargs="?",
+        const="top",
+        type=_head_choice,
+        metavar="POS",
+        help="keep the gate split by attention head (HETA) and show the heads carrying the "
+        "token at context position POS (default: the top-scoring token): a ranked table, and "
+        "a layer × head heatmap in --html",
+    )
+    att.add_argument(
+        "--interactions",
+        action="store_true",
+        help="keep the pairwise curvature interaction map (exact or LS estimator; no extra "
+        "HVPs) and add its heatmap to --html",
+    )
     att.add_argument("--top", type=int, default=10, help="rows of the ranked table")
     att.add_argument("--html", type=Path, help="write a self-contained HTML view")
     att.add_argument("--json", type=Path, help="write all results as JSON")
@@ -126,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_demo_parser(sub)
     return parser
+
+
+def _head_choice(text: str) -> HeadsChoice:
+    """``--heads``'s value: a context position, or ``"top"`` (the top-scoring token)."""
+    if text == "top":
+        return "top"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a context position; got {text!r}") from None
 
 
 def _targets(
@@ -160,15 +187,17 @@ def _run_method(
 
 
 def method_spec(args: argparse.Namespace) -> MethodSpec:
-    """The registered method ``--method`` names, with ``--preset`` applied
-    (:meth:`MethodSpec.with_preset`).
+    """The registered method ``--method`` names, with ``--preset``, ``--n-probes``,
+    ``--heads`` and ``--interactions`` applied (:meth:`MethodSpec.with_preset`, ...).
 
     Raises:
-        ValueError: Unknown method, or a preset for a method outside the HETA family.
+        ValueError: Unknown method, or one of those options for a method outside the HETA
+            family (``--interactions`` also for an estimator without interactions).
     """
     spec = get_method(args.method)
     spec = spec if args.preset is None else spec.with_preset(args.preset)
-    return spec if args.n_probes is None else spec.with_probes(args.n_probes)
+    spec = spec if args.n_probes is None else spec.with_probes(args.n_probes)
+    return spec.keeping(gate_by_head=args.heads is not None, interactions=args.interactions)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -208,6 +237,9 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     ]
     for result in results:
         print(format_table(result, top=args.top), end="\n\n")
+        if args.heads is not None:
+            position = head_position(result, args.heads)
+            print(format_heads(result, position=position, top=args.top), end="\n\n")
     print_groups(model, results, args)
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
@@ -215,8 +247,14 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     if args.html is not None:
         from heta_lens import viz
 
-        tokenizer = ModelAdapter(model).tokenizer
-        viz.save_html(results, args.html, aggregate=args.aggregate, tokenizer=tokenizer)
+        viz.save_html(
+            results,
+            args.html,
+            aggregate=args.aggregate,
+            tokenizer=ModelAdapter(model).tokenizer,
+            heads=args.heads,
+            interactions=args.interactions,
+        )
         print(f"wrote {args.html}", file=sys.stderr)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

@@ -7,14 +7,15 @@ ablations, ``@beta=`` variants) and so computes each distinct component once.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from heta_lens.config import HetaConfig
-from heta_lens.curvature.base import estimate_curvature
-from heta_lens.gate import objective_gate
+from heta_lens.curvature.base import estimate_curvature, estimate_curvature_interactions
+from heta_lens.gate import objective_gate, objective_gate_by_head
 from heta_lens.hooks import AttentionCapture, ModelAdapter
 from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
@@ -22,23 +23,30 @@ from heta_lens.inputs import Prepared
 
 @dataclass(frozen=True, kw_only=True)
 class Components:
-    """Raw gate M, curvature S and information I of one request (``None``: switched off)."""
+    """Raw gate M, curvature S and information I of one request (``None``: switched off),
+    and the extra outputs a config asks to keep: the gate split by head and the curvature's
+    pairwise interaction map (``None``: not asked for)."""
 
     gate: Float[Tensor, " ctx"]
     curvature: Float[Tensor, " ctx"] | None
     information: Float[Tensor, " ctx"] | None
+    gate_by_head: Float[Tensor, "layer head_index ctx"] | None = None
+    interactions: Float[Tensor, "ctx ctx"] | None = None
 
 
 def curvature_key(config: HetaConfig) -> tuple[object, ...]:
     """What two configs must share to have the same curvature S: the estimator (with its own
-    options and probe count) and the seed (HVP batching and chunking do not change S)."""
+    options and probe count) and the seed (HVP batching and chunking do not change S). An
+    estimator that keeps the interaction map takes S from its diagonal, so it has its own key
+    (same numbers up to round-off)."""
     return (config.curvature, config.seed)
 
 
 class ComponentCache:
     """Gate, curvature and information of one validated request, computed lazily and kept.
 
-    The attention capture is taken once; the gate once per ``gate_mode``; S once per
+    The attention capture is taken once; the gate (and, when asked for, its split by head)
+    once per ``gate_mode``; S (with its interaction map, when the estimator keeps it) once per
     :func:`curvature_key`; I once per mask scheme (the KL strategy and chunking change only
     round-off). Use inside the model-state guard.
 
@@ -54,32 +62,73 @@ class ComponentCache:
         self.progress = progress
         self._capture: AttentionCapture | None = None
         self._gates: dict[str, Tensor] = {}
+        self._gates_by_head: dict[str, Tensor] = {}
         self._curvatures: dict[tuple[object, ...], Tensor] = {}
+        self._interactions: dict[tuple[object, ...], Tensor] = {}
         self._informations: dict[str, Tensor] = {}
+
+    def _attention(self) -> AttentionCapture:
+        if self._capture is None:
+            self._capture = self.adapter.capture_attention(self.req.run_ids)
+        return self._capture
+
+    def _gate_options(self, config: HetaConfig) -> dict[str, Any]:
+        ctx, goal = self.req.target, self.req.goal
+        return {
+            "ctx": ctx,
+            "queries": goal.gate_queries(ctx),
+            "layers": goal.gate_layers,
+            "mode": config.gate_mode,
+        }
 
     def gate(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
         """The raw gate M for ``config.gate_mode``."""
         if config.gate_mode not in self._gates:
-            if self._capture is None:
-                self._capture = self.adapter.capture_attention(self.req.run_ids)
-            ctx, goal = self.req.target, self.req.goal
             self._gates[config.gate_mode] = objective_gate(
-                self._capture,
-                ctx=ctx,
-                queries=goal.gate_queries(ctx),
-                layers=goal.gate_layers,
-                mode=config.gate_mode,
+                self._attention(), **self._gate_options(config)
             )
         return self._gates[config.gate_mode]
 
+    def gate_by_head(self, config: HetaConfig) -> Float[Tensor, "layer head_index ctx"]:
+        """The raw gate M for ``config.gate_mode`` split by head (sums to :meth:`gate`).
+
+        Raises:
+            ValueError: The target's gate has no head (a metric before the first attention
+                layer: :func:`heta_lens.gate.objective_gate_by_head`).
+        """
+        if config.gate_mode not in self._gates_by_head:
+            self._gates_by_head[config.gate_mode] = objective_gate_by_head(
+                self._attention(), **self._gate_options(config)
+            )
+        return self._gates_by_head[config.gate_mode]
+
     def curvature(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
-        """The raw curvature S of ``config``'s estimator settings."""
+        """The raw curvature S of ``config``'s estimator settings (the diagonal of the
+        interaction map when the estimator keeps it)."""
         key = curvature_key(config)
         if key not in self._curvatures:
-            self._curvatures[key] = estimate_curvature(
-                self.adapter, self.req, config=config, progress=self.progress
-            )
+            if config.interactions:
+                pairwise = estimate_curvature_interactions(
+                    self.adapter, self.req, config=config, progress=self.progress
+                )
+                self._interactions[key] = pairwise
+                self._curvatures[key] = pairwise.diagonal().clone()
+            else:
+                self._curvatures[key] = estimate_curvature(
+                    self.adapter, self.req, config=config, progress=self.progress
+                )
         return self._curvatures[key]
+
+    def interactions(self, config: HetaConfig) -> Float[Tensor, "ctx ctx"]:
+        """The curvature's pairwise interaction map (``config.curvature.interactions``).
+
+        Raises:
+            ValueError: ``config``'s estimator does not keep it.
+        """
+        if not config.interactions:
+            raise ValueError("the config's curvature estimator does not keep interactions")
+        self.curvature(config)
+        return self._interactions[curvature_key(config)]
 
     def information(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
         """The raw information I under ``config.information.mask``."""
@@ -101,6 +150,8 @@ class ComponentCache:
             gate=self.gate(config),
             curvature=self.curvature(config) if config.use_curvature else None,
             information=self.information(config) if config.use_information else None,
+            gate_by_head=self.gate_by_head(config) if config.gate_by_head else None,
+            interactions=self.interactions(config) if config.interactions else None,
         )
 
 

@@ -58,10 +58,15 @@ class Exact:
 
     Attributes:
         n_probes: Rademacher probes m per token.
+        interactions: Also keep the pairwise curvature map X[i, j] = (1/m) Σ_k
+            ‖Π_i H Π_j r_{k,j}‖₁ (``HetaResult.interactions``, ``[ctx, ctx]``, diagonal = S),
+            read off the same HVPs: no extra HVP, ctx² memory
+            (:func:`heta_lens.curvature.exact.curvature_interactions`).
     """
 
     estimator: ClassVar[CurvatureEstimator] = "exact"
     n_probes: int = 8
+    interactions: bool = False
 
     def __post_init__(self) -> None:
         _at_least_one(n_probes=self.n_probes)
@@ -92,6 +97,10 @@ class LowRank:
             ``"global"`` (one sketch of the whole Hessian, restricted to the diagonal blocks
             afterwards: 2·r HVPs).
         n_probes: Rademacher probes m applied to the sketched blocks.
+
+    No pairwise interaction map: ``"block"`` sketches only the diagonal blocks H_ii;
+    ``"global"`` could give an approximate one, Π_i Q B Qᵀ Π_j, from its sketch without more
+    HVPs, which is not implemented (use :class:`Exact` with ``interactions=True``).
     """
 
     estimator: ClassVar[CurvatureEstimator] = "lowrank"
@@ -112,11 +121,14 @@ class LayerSampled:
         k: Number of final layers the curvature is taken through (clipped to L; k = L is the
             embeddings).
         n_probes: Rademacher probes m per token.
+        interactions: Also keep the pairwise curvature map w.r.t. that residual stream,
+            (1/m) Σ_k ‖Π_i H^Z Π_j r_{k,j}‖₁ (as :class:`Exact`'s, same HVPs, diagonal = S^LS).
     """
 
     estimator: ClassVar[CurvatureEstimator] = "layer"
     k: int = 4
     n_probes: int = 8
+    interactions: bool = False
 
     def __post_init__(self) -> None:
         _at_least_one(k=self.k, n_probes=self.n_probes)
@@ -129,6 +141,10 @@ CURVATURE_TYPES: dict[str, type[Curvature]] = {
     t.estimator: t for t in (Exact, RowBlock, LowRank, LayerSampled)
 }
 """Estimator name → its config type."""
+
+PAIRWISE_TYPES: tuple[type[Curvature], ...] = (Exact, LayerSampled)
+"""The estimators that can keep the pairwise interaction map (their ``interactions`` field):
+their block HVPs H Π_j r_j already hold Π_i H Π_j r_j for every i."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +248,11 @@ class HetaConfig:
         information: Masking and rerun options of the information term.
         window: HETA-WIN windows (``None``: no windowing).
         hvp: HVP batching options (change speed and memory, not the numbers).
+        gate_by_head: Also keep each attention head's term of the gate
+            (``HetaResult.gate_by_head``, ``[layer, head_index, ctx]``, summing to ``gate``;
+            :func:`heta_lens.gate.gate_by_head_from_capture`): no extra forward,
+            n_layers·n_heads·ctx memory. Like the curvature's ``interactions`` it is a
+            full-prefix output, refused in HETA-WIN's ``"window"`` view.
     """
 
     beta: float = 0.5
@@ -247,6 +268,7 @@ class HetaConfig:
     information: Information = field(default_factory=Information)
     window: Window | None = None
     hvp: Hvp = field(default_factory=Hvp)
+    gate_by_head: bool = False
 
     def __post_init__(self) -> None:
         if self.beta < 0 or self.gamma < 0:
@@ -268,6 +290,13 @@ class HetaConfig:
                 )
         if not (self.use_gate or self.use_curvature or self.use_information):
             raise ValueError("at least one of use_gate, use_curvature, use_information must be on")
+        if self.interactions and not self.use_curvature:
+            raise ValueError("curvature interactions need use_curvature=True")
+
+    @property
+    def interactions(self) -> bool:
+        """Whether the curvature estimator keeps the pairwise interaction map."""
+        return bool(getattr(self.curvature, "interactions", False))
 
     @classmethod
     def ablation(cls, name: str, **overrides: Any) -> "HetaConfig":
@@ -308,7 +337,7 @@ class HetaConfig:
 
         Examples:
             >>> HetaConfig.flat(curvature_estimator="layer", layer_k=2, n_probes=4).curvature
-            LayerSampled(k=2, n_probes=4)
+            LayerSampled(k=2, n_probes=4, interactions=False)
         """
         return cls().updated(**fields)
 
@@ -326,6 +355,24 @@ class HetaConfig:
     def with_probes(self, n_probes: int) -> "HetaConfig":
         """This config with ``n_probes`` Hutchinson probes in its curvature estimator."""
         return replace(self, curvature=replace(self.curvature, n_probes=n_probes))
+
+    def keeping(self, *, gate_by_head: bool = False, interactions: bool = False) -> "HetaConfig":
+        """This config also keeping the per-head gate and/or the curvature interaction map
+        (``False`` leaves a setting as it is).
+
+        Raises:
+            ValueError: ``interactions`` with an estimator that cannot give them (row-block,
+                low-rank), or with the curvature term switched off.
+        """
+        config = replace(self, gate_by_head=True) if gate_by_head else self
+        if not interactions:
+            return config
+        if not isinstance(config.curvature, PAIRWISE_TYPES):
+            raise ValueError(
+                f"the {config.curvature.estimator!r} curvature estimator cannot give pairwise "
+                "interactions; use the exact (or layer) estimator"
+            )
+        return replace(config, curvature=replace(config.curvature, interactions=True))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable); the curvature dict names its ``estimator``."""

@@ -35,6 +35,7 @@ CURVATURE_KEYWORDS: dict[str, str] = {
     "lowrank_rank": "rank",
     "lowrank_scope": "scope",
     "layer_k": "k",
+    "interactions": "interactions",
 }
 """Flat keyword → field of the curvature type (each exists on the types it applies to)."""
 

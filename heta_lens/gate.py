@@ -48,6 +48,54 @@ def rollout_rows(
     return rows
 
 
+def gate_terms(
+    capture: AttentionCapture, *, t: int | None = None, mode: GateMode = "rollout"
+) -> Float[Tensor, "layer head_index ctx"]:
+    """Each head's unnormalised term of the gate at query position t (see
+    :func:`gate_from_capture` for the notation): T^{(l,h)}[i] with M[i] ∝ Σ_{l,h} T^{(l,h)}[i].
+
+    - ``"rollout"``: T^{(l,h)}[i] = Φ^{(l,h)}(i→t) · N^{(l,h)}_i.
+    - ``"attention"``: T^{(l,h)}[i] = A^{(l,h)}[t, i] · N^{(l,h)}_i.
+    - ``"full_rollout"``: T^{(l,h)}[i] = Σ_k w^{(l,h)}_k (R_{l-1} ⋯ R_0)[k, i], the flow
+      through head (l,h) rolled down to the input tokens. The mixings R above and below l
+      average over all heads; the head is where the flow enters a value path.
+    - ``"uniform"``: T^{(l,h)}[i] = N^{(l,h)}_i.
+
+    Raises:
+        ValueError: Unknown mode.
+    """
+    pattern = capture.pattern
+    n = pattern.shape[-1]
+    t = n - 1 if t is None else t
+    pattern = pattern[:, :, : t + 1, : t + 1]
+    norms = value_norms(capture)[:, :, : t + 1]
+    if mode == "uniform":
+        return norms
+    if mode == "attention":
+        return pattern[:, :, t, :] * norms
+    if mode not in ("rollout", "full_rollout"):
+        raise ValueError(f"unknown gate mode {mode!r}")
+    mixing = residual_mixing(pattern)
+    rows = rollout_rows(mixing, t=t)
+    flow = einops.einsum(rows, pattern, "layer q, layer head q k -> layer head k")
+    weighted = flow * norms
+    if mode == "rollout":
+        return weighted
+    out = torch.empty_like(weighted)
+    below = torch.eye(t + 1, dtype=pattern.dtype, device=pattern.device)
+    for layer in range(pattern.shape[0]):
+        out[layer] = weighted[layer] @ below
+        below = mixing[layer] @ below
+    return out
+
+
+def _shares(raw: Tensor, *, what: str = "the target position") -> Tensor:
+    total = raw.sum()
+    if not bool(total > 0):
+        raise ValueError(f"gate is undefined: no attention-value flow reaches {what}")
+    return raw / total
+
+
 def gate_from_capture(
     capture: AttentionCapture, *, t: int | None = None, mode: GateMode = "rollout"
 ) -> Float[Tensor, " ctx"]:
@@ -65,7 +113,8 @@ def gate_from_capture(
       M[i] ∝ Σ_{l,h} Σ_k w_k (R_{l-1} ⋯ R_0)[k, i].
     - ``"uniform"``: constant flow, M[i] ∝ Σ_{l,h} N^{(l,h)}_i (the "uniform gate" ablation).
 
-    M is normalised to sum 1. A position with no causal path to t gets exactly 0.
+    M is normalised to sum 1. A position with no causal path to t gets exactly 0. Each head's
+    term before the sum is :func:`gate_terms` (normalised: :func:`gate_by_head_from_capture`).
 
     Args:
         capture: Attention internals of the prefix ``tokens[:target]``.
@@ -78,34 +127,28 @@ def gate_from_capture(
     Raises:
         ValueError: Unknown mode, or no flow at all reaches t (all-zero values).
     """
-    pattern = capture.pattern
-    n = pattern.shape[-1]
-    t = n - 1 if t is None else t
-    pattern = pattern[:, :, : t + 1, : t + 1]
-    norms = value_norms(capture)[:, :, : t + 1]
-    mixing = residual_mixing(pattern)
-    if mode == "uniform":
-        raw = norms.sum(dim=(0, 1))
-    elif mode == "attention":
-        raw = (pattern[:, :, t, :] * norms).sum(dim=(0, 1))
-    elif mode in ("rollout", "full_rollout"):
-        rows = rollout_rows(mixing, t=t)
-        flow = einops.einsum(rows, pattern, "layer q, layer head q k -> layer head k")
-        weighted = (flow * norms).sum(dim=1)  # [layer, pos]
-        if mode == "rollout":
-            raw = weighted.sum(dim=0)
-        else:
-            raw = torch.zeros_like(weighted[0])
-            below = torch.eye(t + 1, dtype=pattern.dtype, device=pattern.device)
-            for layer in range(pattern.shape[0]):
-                raw = raw + weighted[layer] @ below
-                below = mixing[layer] @ below
-    else:
-        raise ValueError(f"unknown gate mode {mode!r}")
-    total = raw.sum()
-    if not bool(total > 0):
-        raise ValueError("gate is undefined: no attention-value flow reaches the target position")
-    return raw / total
+    return _shares(gate_terms(capture, t=t, mode=mode).sum(dim=(0, 1)))
+
+
+def gate_by_head_from_capture(
+    capture: AttentionCapture, *, t: int | None = None, mode: GateMode = "rollout"
+) -> Float[Tensor, "layer head_index ctx"]:
+    """The gate split by head: :func:`gate_terms` with the gate's normaliser, so that its sum
+    over (layer, head) is :func:`gate_from_capture` (up to round-off).
+
+    Raises:
+        ValueError: As :func:`gate_from_capture`.
+    """
+    return _shares(gate_terms(capture, t=t, mode=mode))
+
+
+def _below(capture: AttentionCapture, layers: int | None) -> AttentionCapture:
+    """The first ``layers`` attention layers of ``capture`` (all of them for ``None``)."""
+    if layers is None or layers >= capture.pattern.shape[0]:
+        return capture
+    return AttentionCapture(
+        pattern=capture.pattern[:layers], v=capture.v[:layers], W_O=capture.W_O[:layers]
+    )
 
 
 def objective_gate(
@@ -129,21 +172,50 @@ def objective_gate(
     Raises:
         ValueError: As :func:`gate_from_capture`.
     """
-    if layers is not None and layers < capture.pattern.shape[0]:
-        if layers == 0:
-            out = torch.zeros(ctx, dtype=capture.pattern.dtype, device=capture.pattern.device)
-            out[queries[-1]] = 1.0
-            return out
-        capture = AttentionCapture(
-            pattern=capture.pattern[:layers], v=capture.v[:layers], W_O=capture.W_O[:layers]
-        )
+    if layers == 0:
+        out = torch.zeros(ctx, dtype=capture.pattern.dtype, device=capture.pattern.device)
+        out[queries[-1]] = 1.0
+        return out
+    capture = _below(capture, layers)
     if queries == (ctx - 1,) and capture.pattern.shape[-1] == ctx:
         return gate_from_capture(capture, mode=mode)
     raw = torch.stack([gate_from_capture(capture, t=t, mode=mode)[:ctx] for t in queries]).sum(0)
-    total = raw.sum()
-    if not bool(total > 0):
-        raise ValueError("gate is undefined: no attention-value flow reaches the context")
-    return raw / total
+    return _shares(raw, what="the context")
+
+
+def objective_gate_by_head(
+    capture: AttentionCapture,
+    *,
+    ctx: int,
+    queries: tuple[int, ...],
+    layers: int | None = None,
+    mode: GateMode = "rollout",
+) -> Float[Tensor, "layer head_index ctx"]:
+    """:func:`objective_gate` split by head: its sum over (layer, head) is that gate.
+
+    Σ_{t ∈ queries} of each query's :func:`gate_by_head_from_capture` restricted to
+    positions < ctx, with the objective gate's normaliser. Every layer of the capture has a
+    row; the layers at or above a metric's hook point (``layers``) carry nothing and are 0.
+
+    Raises:
+        ValueError: As :func:`gate_from_capture`, or ``layers = 0``: no attention layer lies
+            below the hook point, the gate is the indicator of the query position and no head
+            carries it.
+    """
+    if layers == 0:
+        raise ValueError(
+            "gate_by_head is undefined here: no attention layer mixes positions before the "
+            "metric's hook point, so its gate is the indicator of its position and no head "
+            "carries it"
+        )
+    below = _below(capture, layers)
+    per_query = [gate_by_head_from_capture(below, t=t, mode=mode)[..., :ctx] for t in queries]
+    shares = _shares(torch.stack(per_query).sum(0), what="the context")
+    out = torch.zeros(
+        (capture.pattern.shape[0], *shares.shape[1:]), dtype=shares.dtype, device=shares.device
+    )
+    out[: shares.shape[0]] = shares
+    return out
 
 
 @typechecked
@@ -189,6 +261,46 @@ def request_gate(adapter: ModelAdapter, req: Prepared, *, mode: GateMode) -> Flo
     """The gate of a validated request (its objective's query rows and layers)."""
     goal = req.goal
     return objective_gate(
+        adapter.capture_attention(req.run_ids),
+        ctx=req.target,
+        queries=goal.gate_queries(req.target),
+        layers=goal.gate_layers,
+        mode=mode,
+    )
+
+
+@typechecked
+def semantic_gate_by_head(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: TargetLike = None,
+    mode: GateMode = "rollout",
+) -> Float[Tensor, "layer head_index ctx"]:
+    """:func:`semantic_gate` split by attention head: entry [l, h, i] is head (l, h)'s term
+    of M_T[i] (:func:`gate_terms`, same normaliser), so summing over (layer, head) gives the
+    gate; summing over heads gives each layer's share. GQA: h is the query head.
+
+    Raises:
+        TypeError: Unsupported model or non-integer tokens.
+        ValueError: As :func:`semantic_gate`, or a metric read before the first attention
+            layer (:func:`objective_gate_by_head`).
+
+    Examples:
+        >>> from heta_lens.testing import tiny_bridge
+        >>> by_head = semantic_gate_by_head(tiny_bridge(), torch.tensor([1, 5, 7, 3]), target=3)
+        >>> by_head.shape, round(float(by_head.sum()), 6)
+        (torch.Size([2, 4, 3]), 1.0)
+    """
+    return on_request(model, tokens, target, partial(request_gate_by_head, mode=mode))
+
+
+def request_gate_by_head(
+    adapter: ModelAdapter, req: Prepared, *, mode: GateMode
+) -> Float[Tensor, "layer head_index ctx"]:
+    """The per-head gate of a validated request (:func:`objective_gate_by_head`)."""
+    goal = req.goal
+    return objective_gate_by_head(
         adapter.capture_attention(req.run_ids),
         ctx=req.target,
         queries=goal.gate_queries(req.target),

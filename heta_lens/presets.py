@@ -34,14 +34,17 @@ PRESETS: dict[str, HetaConfig] = {
 ESTIMATOR_FIELDS: tuple[str, ...] = ("curvature", "window")
 """The fields a preset sets on a method's config (the curvature estimator with its probe count,
 and the windows); every other field (β, γ, which components, gate mode, sink, normalisation,
-information options, ...) stays the method's."""
+information options, which extra outputs are kept, ...) stays the method's. The curvature's
+``interactions`` flag says what is kept, not how it is estimated, so it stays the method's
+too."""
 
 
 def with_preset(config: HetaConfig, name: str) -> HetaConfig:
     """``config`` with the estimator fields (:data:`ESTIMATOR_FIELDS`) of preset ``name``.
 
     Raises:
-        ValueError: Unknown preset.
+        ValueError: Unknown preset, or ``config`` keeps curvature interactions and the
+            preset's estimator cannot give them.
 
     Examples:
         >>> cfg = with_preset(HetaConfig(beta=0.8, gamma=0.2, use_gate=False), "fast")
@@ -49,7 +52,8 @@ def with_preset(config: HetaConfig, name: str) -> HetaConfig:
         (RowBlock(n_probes=8), 0.8, False)
     """
     chosen = preset(name)
-    return replace(config, **{field: getattr(chosen, field) for field in ESTIMATOR_FIELDS})
+    out = replace(config, **{field: getattr(chosen, field) for field in ESTIMATOR_FIELDS})
+    return out.keeping(interactions=config.interactions)
 
 
 def preset(name: str, **overrides: Any) -> HetaConfig:

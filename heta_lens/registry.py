@@ -89,6 +89,22 @@ class MethodSpec:
         """
         return replace(self, default_config=self._heta_config("--n-probes").with_probes(n_probes))
 
+    def keeping(self, *, gate_by_head: bool = False, interactions: bool = False) -> "MethodSpec":
+        """This method also keeping the per-head gate and/or the curvature interaction map
+        (:meth:`HetaConfig.keeping`).
+
+        Raises:
+            ValueError: The method is not in the HETA family, or its estimator cannot give
+                interactions, or its curvature term is off.
+        """
+        if not (gate_by_head or interactions):
+            return self
+        option = "--heads" if gate_by_head else "--interactions"
+        config = self._heta_config(option).keeping(
+            gate_by_head=gate_by_head, interactions=interactions
+        )
+        return replace(self, default_config=config)
+
     def with_beta(self, beta: float) -> "MethodSpec":
         """This method with weights β = ``beta``, γ = 1 − β (the evals' ``NAME@beta=B``).
 

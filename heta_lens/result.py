@@ -142,6 +142,12 @@ class HetaResult(AttributionResult):
     gate M_T (sums to 1); ``gate_term`` is what multiplies (sink policy applied, or all ones
     when the gate is disabled). ``curvature``/``information`` are the raw S and I;
     ``*_term`` their normalised forms (``config.normalization``).
+
+    Kept on request (``None`` otherwise; results saved before they existed load with
+    ``None``): ``gate_by_head`` ``[layer, head_index, ctx]``, head (l, h)'s term of the raw
+    gate (summing over layer and head gives ``gate``; ``HetaConfig(gate_by_head=True)``), and
+    ``interactions`` ``[ctx, ctx]``, the curvature's pairwise map X[i, j] = (1/m) Σ_k
+    ‖Π_i H Π_j r_{k,j}‖₁ whose diagonal is ``curvature`` (``Exact(interactions=True)``).
     """
 
     gate: Tensor
@@ -151,6 +157,8 @@ class HetaResult(AttributionResult):
     curvature_term: Tensor | None
     information_term: Tensor | None
     config: HetaConfig = field(default_factory=HetaConfig)
+    gate_by_head: Tensor | None = None
+    interactions: Tensor | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,6 +170,49 @@ class HetaResult(AttributionResult):
             raise ValueError("curvature and curvature_term must both be set or both be None")
         if (self.information is None) != (self.information_term is None):
             raise ValueError("information and information_term must both be set or both be None")
+        by_head, pairwise = self.gate_by_head, self.interactions
+        if by_head is not None and (by_head.ndim != 3 or by_head.shape[-1] != self.target):
+            raise ValueError(
+                f"gate_by_head must have shape [layer, head_index, ctx={self.target}]; "
+                f"got {tuple(by_head.shape)}"
+            )
+        if pairwise is not None:
+            if tuple(pairwise.shape) != (self.target, self.target):
+                raise ValueError(
+                    f"interactions must have shape [ctx={self.target}, ctx]; "
+                    f"got {tuple(pairwise.shape)}"
+                )
+            if self.curvature is None:
+                raise ValueError("interactions need the curvature they are the map of")
+
+    @property
+    def gate_by_layer(self) -> Tensor | None:
+        """Each layer's share of the raw gate, ``[layer, ctx]`` (``gate_by_head`` summed over
+        heads; ``None`` without it)."""
+        return None if self.gate_by_head is None else self.gate_by_head.sum(dim=1)
+
+    def top_heads(self, position: int, k: int = 10) -> list[tuple[int, int, float]]:
+        """The ``k`` heads carrying most of ``position``'s gate, as ``(layer, head, mass)``,
+        mass = ``gate_by_head[layer, head, position]`` (the heads' masses sum to
+        ``gate[position]``).
+
+        Raises:
+            ValueError: No ``gate_by_head`` (attribute with ``HetaConfig(gate_by_head=True)``),
+                or ``position`` outside the context.
+        """
+        if self.gate_by_head is None:
+            raise ValueError(
+                "this result has no gate_by_head: attribute with HetaConfig(gate_by_head=True)"
+            )
+        if not 0 <= position < self.target:
+            raise ValueError(f"position {position} is outside the context 0..{self.target - 1}")
+        column = self.gate_by_head[:, :, position]
+        n_heads = column.shape[1]
+        values, flat = torch.topk(column.flatten(), min(k, column.numel()))
+        return [
+            (int(i) // n_heads, int(i) % n_heads, float(v))
+            for v, i in zip(values, flat, strict=True)
+        ]
 
 
 def from_dict(data: dict[str, Any]) -> AttributionResult:

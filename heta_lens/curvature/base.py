@@ -11,10 +11,16 @@ tokens, m probes, r the rank):
   ``scope="global"``.
 - :class:`~heta_lens.config.LayerSampled` — HETA-LS, :mod:`heta_lens.curvature.layer`: ctx·m,
   each back-propagating through the last k blocks only.
+
+The pairwise interaction map (:func:`estimate_interactions`, :func:`interactions_of`) is
+registered by the exact and layer-sampled estimators, whose block HVPs already hold every
+H_ij r_j; the row-block and low-rank estimators refuse it.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import singledispatch
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -70,7 +76,24 @@ def estimate(spec: object, job: CurvatureJob) -> Float[Tensor, " ctx"]:
     )
 
 
-def curvature_of(
+@singledispatch
+def estimate_interactions(spec: object, job: CurvatureJob) -> Float[Tensor, "ctx ctx"]:
+    """The pairwise curvature map X[i, j] = (1/m) Σ_k ‖Π_i H Π_j r_{k,j}‖₁ under ``spec``
+    (diagonal: S). Registered by the estimators whose block HVPs hold it
+    (:data:`heta_lens.config.PAIRWISE_TYPES`); call :func:`interactions_of`.
+
+    Raises:
+        ValueError: ``spec``'s estimator cannot give the map.
+    """
+    del job
+    name = getattr(spec, "estimator", type(spec).__name__)
+    raise ValueError(
+        f"the {name!r} curvature estimator cannot give pairwise interactions (its HVPs do not "
+        "separate the token blocks); use the exact or layer estimator"
+    )
+
+
+def make_job(
     spec: Curvature,
     adapter: ModelAdapter,
     req: Prepared,
@@ -80,8 +103,8 @@ def curvature_of(
     chunk_size: int = 32,
     strategy: HvpStrategy = "batched_grad",
     progress: bool = False,
-) -> Float[Tensor, " ctx"]:
-    """S under estimator ``spec`` for a validated request (inside the state guard).
+) -> CurvatureJob:
+    """The job of estimator ``spec`` on a validated request: probes drawn (or validated) first.
 
     The Rademacher probes are drawn first from ``generator`` (default: seeded with 0), so every
     estimator with the same ``n_probes`` reads identical probes; estimators that need more
@@ -98,7 +121,7 @@ def curvature_of(
     gen = default_generator(generator)
     ctx = int(req.prefix.numel())
     probes = resolve_probes(adapter, ctx, n_probes=spec.n_probes, probes=probes, generator=gen)
-    job = CurvatureJob(
+    return CurvatureJob(
         adapter=adapter,
         req=req,
         probes=probes,
@@ -107,7 +130,66 @@ def curvature_of(
         strategy=strategy,
         progress=progress,
     )
+
+
+def curvature_of(
+    spec: Curvature,
+    adapter: ModelAdapter,
+    req: Prepared,
+    *,
+    probes: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+    progress: bool = False,
+) -> Float[Tensor, " ctx"]:
+    """S under estimator ``spec`` for a validated request (inside the state guard); the
+    options as :func:`make_job`.
+
+    Raises:
+        TypeError | ValueError: As :func:`make_job`.
+    """
+    job = make_job(
+        spec,
+        adapter,
+        req,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+        progress=progress,
+    )
     return estimate(spec, job)
+
+
+def interactions_of(
+    spec: Curvature,
+    adapter: ModelAdapter,
+    req: Prepared,
+    *,
+    probes: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 32,
+    strategy: HvpStrategy = "batched_grad",
+    progress: bool = False,
+) -> Float[Tensor, "ctx ctx"]:
+    """The pairwise curvature map under ``spec`` (:func:`estimate_interactions`) for a
+    validated request (inside the state guard); the options as :func:`make_job`.
+
+    Raises:
+        TypeError | ValueError: As :func:`make_job`; ValueError for an estimator without it.
+    """
+    job = make_job(
+        spec,
+        adapter,
+        req,
+        probes=probes,
+        generator=generator,
+        chunk_size=chunk_size,
+        strategy=strategy,
+        progress=progress,
+    )
+    return estimate_interactions(spec, job)
 
 
 def curvature_on_request(
@@ -120,11 +202,13 @@ def curvature_on_request(
     generator: torch.Generator | None,
     chunk_size: int,
     strategy: HvpStrategy,
-) -> Float[Tensor, " ctx"]:
-    """The public estimators' shell: validate, then :func:`curvature_of` inside the guard."""
+    of: Callable[..., Tensor] = curvature_of,
+) -> Tensor:
+    """The public estimators' shell: validate, then ``of`` (:func:`curvature_of`, or
+    :func:`interactions_of`) inside the guard."""
 
     def compute(adapter: ModelAdapter, req: Prepared) -> Tensor:
-        return curvature_of(
+        return of(
             spec,
             adapter,
             req,
@@ -160,12 +244,29 @@ def estimate_curvature(
     Probes come from ``torch.Generator().manual_seed(config.seed)``, so every estimator is
     deterministic under a seed.
     """
-    return curvature_of(
-        config.curvature,
-        adapter,
-        req,
-        generator=torch.Generator().manual_seed(config.seed),
-        chunk_size=hvp_chunk_for(adapter, int(req.prefix.numel()), config.hvp),
-        strategy=config.hvp.strategy,
-        progress=progress,
-    )
+    options = _options(adapter, req, config, progress)
+    return curvature_of(config.curvature, adapter, req, **options)
+
+
+def estimate_curvature_interactions(
+    adapter: ModelAdapter, req: Prepared, *, config: HetaConfig, progress: bool = False
+) -> Float[Tensor, "ctx ctx"]:
+    """The pairwise curvature map of ``config``'s estimator (same probes as
+    :func:`estimate_curvature`; its diagonal is S).
+
+    Raises:
+        ValueError: The estimator cannot give it.
+    """
+    options = _options(adapter, req, config, progress)
+    return interactions_of(config.curvature, adapter, req, **options)
+
+
+def _options(
+    adapter: ModelAdapter, req: Prepared, config: HetaConfig, progress: bool
+) -> dict[str, Any]:
+    return {
+        "generator": torch.Generator().manual_seed(config.seed),
+        "chunk_size": hvp_chunk_for(adapter, int(req.prefix.numel()), config.hvp),
+        "strategy": config.hvp.strategy,
+        "progress": progress,
+    }

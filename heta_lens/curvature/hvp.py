@@ -21,6 +21,8 @@ on CPU. Both strategies give the same numbers (tested against a dense Hessian); 
 live in ``benchmarks/RESULTS.md``.
 """
 
+from collections.abc import Iterator
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -172,6 +174,24 @@ def block_probe_vectors(
     return out
 
 
+def _block_hvps(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool,
+    desc: str,
+) -> Iterator[tuple[Int[Tensor, "chunk 2"], Float[Tensor, "chunk ctx d_model"]]]:
+    """(pairs, H Π_i v_k for each (i, k) pair) for every (token block, vector) pair, in
+    chunks of ``chunk_size`` pairs (one batched double backward each)."""
+    n, ctx, _ = vectors.shape
+    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
+    starts = range(0, pairs.shape[0], chunk_size)
+    for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
+        chunk = pairs[start : start + chunk_size]
+        yield chunk, op(block_probe_vectors(vectors, chunk))
+
+
 def own_block_products(
     op: HvpOperator,
     vectors: Float[Tensor, "n_vec ctx d_model"],
@@ -186,16 +206,32 @@ def own_block_products(
     backward; only the own block of each HVP is kept, so the working memory beyond the output is
     O(chunk_size · ctx · d_model).
     """
-    n, ctx, _ = vectors.shape
-    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
     out = torch.zeros_like(vectors)
-    starts = range(0, pairs.shape[0], chunk_size)
-    for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
-        chunk = pairs[start : start + chunk_size]
-        hv = op(block_probe_vectors(vectors, chunk))
+    for chunk, hv in _block_hvps(op, vectors, chunk_size=chunk_size, progress=progress, desc=desc):
         out[chunk[:, 1], chunk[:, 0]] = hv[
             torch.arange(chunk.shape[0], device=hv.device), chunk[:, 0]
         ]
+    return out
+
+
+def cross_block_norms(
+    op: HvpOperator,
+    vectors: Float[Tensor, "n_vec ctx d_model"],
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    desc: str = "curvature HVPs",
+) -> Float[Tensor, "n_vec ctx ctx"]:
+    """out[k, j, i] = ‖Π_i H Π_j v_k‖₁ = ‖H_ij v_{k,j}‖₁ for every vector k and blocks j, i.
+
+    The same HVPs as :func:`own_block_products` (one per (block j, vector k) pair); each is
+    kept whole as the L1 norms of its ctx row blocks, so ``out[k, i, i]`` is the L1 norm of
+    ``own_block_products(...)[k, i]``. Extra work: one |·| and sum over each HVP.
+    """
+    n, ctx, _ = vectors.shape
+    out = torch.zeros((n, ctx, ctx), dtype=vectors.dtype, device=vectors.device)
+    for chunk, hv in _block_hvps(op, vectors, chunk_size=chunk_size, progress=progress, desc=desc):
+        out[chunk[:, 1], chunk[:, 0]] = hv.abs().sum(-1)
     return out
 
 

@@ -6,8 +6,13 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import HvpStrategy, LayerSampled
-from heta_lens.curvature.base import CurvatureJob, curvature_on_request, estimate
-from heta_lens.curvature.exact import block_curvature
+from heta_lens.curvature.base import (
+    CurvatureJob,
+    curvature_on_request,
+    estimate,
+    estimate_interactions,
+)
+from heta_lens.curvature.exact import block_curvature, block_interactions
 from heta_lens.curvature.hvp import HvpOperator, objective_point, target_log_prob_fn
 from heta_lens.hooks import ModelAdapter, names
 from heta_lens.inputs import Prepared
@@ -95,13 +100,24 @@ def layer_curvature(
     )
 
 
-@estimate.register
-def _estimate(spec: LayerSampled, job: CurvatureJob) -> Float[Tensor, " ctx"]:
+def _operator(spec: LayerSampled, job: CurvatureJob) -> HvpOperator:
+    """v ↦ H^Z v, Z the residual stream entering block L − k."""
     layer = curvature_layer(job.adapter.n_layers, spec.k)
     _check_reaches(job.req.goal, layer, job.adapter.n_layers)
     z, fn = objective_point(job.adapter, job.req, at_layer=layer)
-    op = HvpOperator(fn, z, strategy=job.strategy)
+    return HvpOperator(fn, z, strategy=job.strategy)
+
+
+@estimate.register
+def _estimate(spec: LayerSampled, job: CurvatureJob) -> Float[Tensor, " ctx"]:
+    op = _operator(spec, job)
     return block_curvature(op, job.probes, chunk_size=job.chunk_size, progress=job.progress)
+
+
+@estimate_interactions.register
+def _interactions(spec: LayerSampled, job: CurvatureJob) -> Float[Tensor, "ctx ctx"]:
+    op = _operator(spec, job)
+    return block_interactions(op, job.probes, chunk_size=job.chunk_size, progress=job.progress)
 
 
 def _check_reaches(goal: Objective, layer: int, n_layers: int) -> None:

@@ -20,12 +20,24 @@ and the CLI and the demo (:mod:`heta_lens.demo.render`) render through it:
 
 The HTML and circuitsvis views accept one result or a list of them, e.g. one per generated
 token (``--generate``).
+
+Inside HETA (:mod:`~heta_lens.viz.maps`), for results that kept them: ``to_html(...,
+heads="top" | POS)`` adds the layer × head heatmap of one token's gate and the ranked heads
+table (:func:`format_heads` prints that table), ``to_html(..., interactions=True)`` the
+``[ctx, ctx]`` curvature interaction heatmap (:func:`interaction_map`: the same map in
+circuitsvis's ``attention_pattern``).
 """
 
 from heta_lens.viz.cells import COMPONENTS, DEFAULT_COMPONENTS, visible_token
-from heta_lens.viz.notebook import TARGET_MARK, Results, colored_tokens, colored_tokens_data
+from heta_lens.viz.notebook import (
+    TARGET_MARK,
+    Results,
+    colored_tokens,
+    colored_tokens_data,
+    interaction_map,
+)
 from heta_lens.viz.page import results_from_html, save_html, to_html
-from heta_lens.viz.table import format_groups_table, format_table
+from heta_lens.viz.table import format_groups_table, format_heads, format_table
 
 __all__ = [
     "COMPONENTS",
@@ -35,7 +47,9 @@ __all__ = [
     "colored_tokens",
     "colored_tokens_data",
     "format_groups_table",
+    "format_heads",
     "format_table",
+    "interaction_map",
     "results_from_html",
     "save_html",
     "to_html",

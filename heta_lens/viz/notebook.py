@@ -20,6 +20,7 @@ from heta_lens.viz.cells import (
     visible_token,
 )
 from heta_lens.viz.cells import components as present_components
+from heta_lens.viz.maps import interaction_scale
 
 if TYPE_CHECKING:
     from circuitsvis.utils.render import RenderedHTML
@@ -122,3 +123,36 @@ def colored_tokens(
         raise ImportError(_VIZ_EXTRA) from err
     tokens, values, labels = colored_tokens_data(results, components=components)
     return colored_tokens_multi(tokens=tokens, values=values, labels=labels)
+
+
+def interaction_map(result: AttributionResult) -> "RenderedHTML":
+    """The curvature interaction map of a result as circuitsvis's ``attention_pattern``
+    heatmap (a token × token matrix: row i, probed token j; hover for values).
+
+    The colour scale tops out at the largest off-diagonal value, so the diagonal (= S) is
+    capped and the cross-token terms stay visible; the upper triangle is shown (H couples
+    every pair of context tokens, not only causal ones). The layer × head gate view has no
+    fitting circuitsvis component: use :func:`~heta_lens.viz.save_html` with ``heads=``.
+
+    Raises:
+        ImportError: circuitsvis is not installed (the ``viz`` extra).
+        ValueError: The result has no ``interactions``.
+    """
+    values = getattr(result, "interactions", None)
+    if not isinstance(values, Tensor):
+        raise ValueError(
+            f"result ({result.method}) has no interactions: attribute with Exact(interactions=True)"
+        )
+    try:
+        from circuitsvis.attention import attention_pattern
+    except ImportError as err:
+        raise ImportError(_VIZ_EXTRA) from err
+    values = values.detach().to("cpu", torch.float64)
+    tokens = [visible_token(s) for s in token_strings(result)[: result.target]]
+    return attention_pattern(
+        tokens=tokens,
+        attention=values,
+        max_value=interaction_scale(values),
+        min_value=0.0,
+        mask_upper_tri=False,
+    )

@@ -36,6 +36,8 @@ from heta_lens.viz.cells import (
     visible_token,
 )
 from heta_lens.viz.groups import group_components, group_view
+from heta_lens.viz.maps import CSS as MAPS_CSS
+from heta_lens.viz.maps import HeadsChoice, heads_html, interactions_html
 from heta_lens.viz.notebook import Results, as_list
 from heta_lens.words import LEVELS
 
@@ -82,6 +84,8 @@ def _section(
     names: Sequence[str],
     top_k: int,
     grouped: AggregatedResult | None = None,
+    heads: HeadsChoice | None = None,
+    interactions: bool = False,
 ) -> str:
     comps = components(result, names)
     first = next(iter(comps))
@@ -118,7 +122,9 @@ def _section(
         f'<section class="heta"><h2>{title}{html.escape(result.method)}</small></h2>'
         f'<div class="bar">{switch}{buttons} <span class="scale">max |value| = '
         f'<span class="max">{fmt(float(comps[first].abs().max()))}</span></span></div>'
-        f"{panes}</section>"
+        f"{panes}"
+        f"{'' if heads is None else heads_html(result, heads, top_k=top_k)}"
+        f"{interactions_html(result) if interactions else ''}</section>"
     )
 
 
@@ -139,7 +145,8 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-_CSS = """
+_CSS = (
+    """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:14px;color:#111}
 h1{font-size:17px;margin:0 0 10px}
 section.heta{border:1px solid #ddd;border-radius:6px;padding:8px 12px 10px;margin:0 0 12px}
@@ -161,6 +168,8 @@ th,td{padding:1px 8px;text-align:right;border-bottom:1px solid #eee}
 th{color:#555;font-weight:600}
 .t{text-align:left;font-family:ui-monospace,monospace}
 """
+    + MAPS_CSS
+)
 
 _JS = """
 (function () {
@@ -209,6 +218,8 @@ def to_html(
     title: str | None = None,
     aggregate: str | None = None,
     tokenizer: Any = None,
+    heads: HeadsChoice | None = None,
+    interactions: bool = False,
 ) -> str:
     """A self-contained HTML page (no network needed) showing one or more attributions.
 
@@ -230,12 +241,19 @@ def to_html(
         aggregate: ``"word"`` or ``"sentence"`` adds that view; ``None`` (default): tokens only.
         tokenizer: The model's tokenizer for the grouping (offsets, special tokens); without
             it the results' token strings are read.
+        heads: Add the gate-by-head view (:func:`heta_lens.viz.maps.heads_html`) of this
+            context position, or of each result's top-scoring token for ``"top"``; the
+            results need ``gate_by_head``.
+        interactions: Add the curvature interaction heatmap
+            (:func:`heta_lens.viz.maps.interactions_html`); the results need ``interactions``.
+            One cell per token pair: the page grows as ctx² (about 125 bytes a cell).
 
     Returns:
         The page, inline CSS and JS only.
 
     Raises:
-        ValueError: No results, an unknown component or an unknown ``aggregate`` level.
+        ValueError: No results, an unknown component, an unknown ``aggregate`` level, or a
+            view whose output a result lacks (or a ``heads`` position outside its context).
 
     Examples:
         >>> import torch
@@ -258,6 +276,8 @@ def to_html(
             components,
             top_k,
             None if aggregate is None else r.aggregate(aggregate, tokenizer=tokenizer),
+            heads,
+            interactions,
         )
         for r in items
     )

@@ -1,9 +1,9 @@
-"""The ranked plain-text table that ``heta-lens attribute`` prints in the terminal."""
+"""The ranked plain-text tables that ``heta-lens attribute`` prints in the terminal."""
 
 import math
 
 from heta_lens.aggregate import AggregatedResult
-from heta_lens.result import AttributionResult
+from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.viz.cells import DEFAULT_COMPONENTS, component, target_heading
 
 _WIDTHS = {"score": 10, "gate": 10, "curvature": 10, "information": 11}
@@ -86,3 +86,45 @@ def format_groups_table(grouped: AggregatedResult, *, top: int) -> str:
         )
         lines.append(f"{rank:>4} {f'{a}-{b - 1}':>6}  {text!r:<16} {score:>10.4g} {cells}")
     return "\n".join(lines)
+
+
+def format_heads(result: AttributionResult, *, position: int, top: int = 10) -> str:
+    """The ranked "heads carrying token ``position``" table (needs ``gate_by_head``).
+
+    One line names the token, its raw gate value and each layer's share of it; then one row
+    per head, largest mass first: rank, layer, head, mass (``gate_by_head[layer, head,
+    position]``) and its share of the token's gate.
+
+    Raises:
+        ValueError: The result has no ``gate_by_head``, or ``position`` is outside the context.
+
+    Examples:
+        >>> import torch
+        >>> from heta_lens import HetaConfig, attribute
+        >>> from heta_lens.testing import tiny_bridge
+        >>> config = HetaConfig(gate_by_head=True, use_curvature=False, use_information=False)
+        >>> r = attribute(tiny_bridge(), torch.tensor([1, 5, 7, 3]), config=config)
+        >>> print(format_heads(r, position=1, top=2).splitlines()[1])
+        rank  layer  head       mass  % of gate
+    """
+    if not isinstance(result, HetaResult) or result.gate_by_head is None:
+        raise ValueError(
+            f"result ({result.method}) has no gate_by_head: attribute with "
+            "HetaConfig(gate_by_head=True)"
+        )
+    ranked = result.top_heads(position, top)
+    total = float(result.gate[position])
+    layers = result.gate_by_head[:, :, position].sum(dim=1)
+    shares = " ".join(f"L{layer}={_percent(float(v), total)}" for layer, v in enumerate(layers))
+    token = result.str_tokens()[position]
+    lines = [
+        f"heads carrying [{position}] {token!r}  gate={total:.4g}  by layer: {shares}",
+        f"{'rank':>4} {'layer':>6} {'head':>5} {'mass':>10} {'% of gate':>10}",
+    ]
+    for rank, (layer, head, mass) in enumerate(ranked, start=1):
+        lines.append(f"{rank:>4} {layer:>6} {head:>5} {mass:>10.4g} {_percent(mass, total):>10}")
+    return "\n".join(lines)
+
+
+def _percent(value: float, total: float) -> str:
+    return f"{value / total * 100:.1f}%" if total > 0 else "-"

@@ -30,8 +30,9 @@ def value_norm(v: Tensor, W_O: Tensor, layer: int, head: int, pos: int) -> float
     return float((v[layer, pos, head] @ W_O[layer, head]).abs().sum())
 
 
-def brute_force_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: str) -> Tensor:
-    """Enumerate every causal path explicitly (exponential; tiny models only)."""
+def brute_force_gate_terms(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: str) -> Tensor:
+    """Each head's raw term [L, H, n]: every causal path through head (l, h) enumerated
+    explicitly (exponential; tiny models only), unnormalised."""
     n_layers, n_heads, n, _ = pattern.shape
     mix = [
         0.5 * pattern[layer].mean(0) + 0.5 * torch.eye(n, dtype=pattern.dtype)
@@ -48,7 +49,7 @@ def brute_force_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: s
             if weight != 0.0:
                 yield prev, weight
 
-    raw = torch.zeros(n, dtype=pattern.dtype)
+    raw = torch.zeros(n_layers, n_heads, n, dtype=pattern.dtype)
     for layer in range(n_layers):
         above = list(range(n_layers - 1, layer, -1))
         below = list(range(layer - 1, -1, -1))
@@ -56,17 +57,31 @@ def brute_force_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: s
             for i in range(n):
                 norm_i = value_norm(v, W_O, layer, head, i)
                 if mode == "uniform":
-                    raw[i] += norm_i
+                    raw[layer, head, i] += norm_i
                 elif mode == "attention":
-                    raw[i] += float(pattern[layer, head, t, i]) * norm_i
+                    raw[layer, head, i] += float(pattern[layer, head, t, i]) * norm_i
                 elif mode == "rollout":
                     for j, w in paths_down(t, above):
-                        raw[i] += w * float(pattern[layer, head, j, i]) * norm_i
+                        raw[layer, head, i] += w * float(pattern[layer, head, j, i]) * norm_i
                 elif mode == "full_rollout":
                     for j, w in paths_down(t, above):
                         flow = w * float(pattern[layer, head, j, i]) * norm_i
                         for dest, w_below in paths_down(i, below):
-                            raw[dest] += flow * w_below
+                            raw[layer, head, dest] += flow * w_below
+    return raw
+
+
+def brute_force_gate_by_head(
+    pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: str
+) -> Tensor:
+    """Each head's term of the gate [L, H, n]: its enumerated paths over the total of all."""
+    raw = brute_force_gate_terms(pattern, v, W_O, t=t, mode=mode)
+    return raw / raw.sum()
+
+
+def brute_force_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, t: int, mode: str) -> Tensor:
+    """Enumerate every causal path explicitly (exponential; tiny models only)."""
+    raw = brute_force_gate_terms(pattern, v, W_O, t=t, mode=mode).sum(dim=(0, 1))
     return raw / raw.sum()
 
 
@@ -177,5 +192,17 @@ def span_gate(pattern: Tensor, v: Tensor, W_O: Tensor, *, n: int, k: int, mode: 
     """Mean of the brute-force gates of positions n-1..n+k-2, restricted to 0..n-1, renormalised."""
     raw = sum(
         brute_force_gate(pattern, v, W_O, t=t, mode=mode)[:n] for t in range(n - 1, n + k - 1)
+    )
+    return raw / raw.sum()
+
+
+def span_gate_by_head(
+    pattern: Tensor, v: Tensor, W_O: Tensor, *, n: int, k: int, mode: str
+) -> Tensor:
+    """:func:`span_gate` split by head [L, H, n]: each position's per-head gate (over its own
+    total), summed over the span's positions, restricted to 0..n-1, over the grand total."""
+    raw = sum(
+        brute_force_gate_by_head(pattern, v, W_O, t=t, mode=mode)[..., :n]
+        for t in range(n - 1, n + k - 1)
     )
     return raw / raw.sum()

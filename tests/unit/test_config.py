@@ -58,9 +58,10 @@ def test_a_part_of_the_wrong_type_is_refused():
 
 
 def test_options_live_on_the_variant_they_belong_to():
-    assert {f.name for f in dataclasses.fields(Exact)} == {"n_probes"}
+    assert {f.name for f in dataclasses.fields(Exact)} == {"n_probes", "interactions"}
     assert {f.name for f in dataclasses.fields(LowRank)} == {"rank", "scope", "n_probes"}
-    assert {f.name for f in dataclasses.fields(LayerSampled)} == {"k", "n_probes"}
+    assert {f.name for f in dataclasses.fields(LayerSampled)} == {"k", "n_probes", "interactions"}
+    assert {f.name for f in dataclasses.fields(RowBlock)} == {"n_probes"}
     assert set(CURVATURE_TYPES) == {"exact", "row", "lowrank", "layer"}
 
 
@@ -118,7 +119,7 @@ EXAMPLES = {
     "mask": "mean", "kl_strategy": "batched", "mask_chunk": 2, "hvp_strategy": "replicate",
     "hvp_chunk": 4, "hvp_memory_gb": 2.0, "curvature_estimator": "row", "n_probes": 3,
     "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
-    "window_overlap": 0.25, "window_view": "window",
+    "window_overlap": 0.25, "window_view": "window", "gate_by_head": True, "interactions": True,
 }  # fmt: skip
 NEEDS = {
     "lowrank_rank": {"curvature_estimator": "lowrank"},
