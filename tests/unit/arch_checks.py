@@ -33,33 +33,37 @@ def scalar_of(tokens: torch.Tensor, target: Target):
     return lambda logits, _act: logits[-1, answer] - logits[-1, foil]
 
 
-def check_gate(model, tokens, target: Target, *, mode: str = "rollout", **tol) -> None:
-    """Gate vs brute-force enumeration of every causal path (TL's own cache for A, V, W_O)."""
+def on_device_of(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``tokens`` on the device of ``model``'s weights. (The oracles create some tensors on
+    the CPU: a reference model for a CUDA one is a CPU copy.)"""
+    return tokens.to(next(model.parameters()).device)
+
+
+def fixed_probes(n: int, d_model: int) -> torch.Tensor:
+    """Two Rademacher probes [2, n, d_model] from a generator seeded with 1 (float64)."""
+    gen = torch.Generator().manual_seed(1)
+    return rademacher_probes(2, n, d_model, generator=gen, dtype=torch.float64)
+
+
+def oracle_gate(model, tokens, target: Target, *, mode: str = "rollout") -> torch.Tensor:
+    """The gate by brute-force enumeration of every causal path (TL's own cache for A, V, W_O),
+    computed in ``model``'s dtype."""
     ctx = context_of(tokens, target)
-    got = H.semantic_gate(model, tokens, target=target, mode=mode)  # type: ignore[arg-type]
     pattern, v, w_o = oracles.capture(model, ctx)
-    expected = oracles.brute_force_gate(pattern, v, w_o, t=ctx.numel() - 1, mode=mode)
-    torch.testing.assert_close(got, expected, **(tol or {"rtol": 1e-10, "atol": 1e-12}))
+    return oracles.brute_force_gate(pattern, v, w_o, t=ctx.numel() - 1, mode=mode)
 
 
-def check_curvature(model, tokens, target: Target, **tol) -> None:
-    """Exact-estimator curvature with fixed probes vs the explicit float64 Hessian's blocks."""
+def oracle_curvature(model, tokens, target: Target, probes: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 with ``probes`` from the explicit Hessian's diagonal blocks (``model``'s dtype)."""
     ctx = context_of(tokens, target)
-    n, d = ctx.numel(), model.cfg.d_model
-    probes = rademacher_probes(
-        2, n, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64
-    )
-    got = H.curvature_sensitivity(model, tokens, target=target, probes=probes)  # type: ignore[arg-type]
-    hess = oracles.explicit_hessian_of(model, ctx, n, scalar_of(tokens, target))
-    blocks = torch.stack([hess[i, :, i, :] for i in range(n)])
-    expected = torch.einsum("ide,kie->kid", blocks, probes.to(blocks.dtype)).abs().sum(-1).mean(0)
-    torch.testing.assert_close(got.to(expected.dtype), expected, **tol)
+    hess = oracles.explicit_hessian_of(model, ctx, ctx.numel(), scalar_of(tokens, target))
+    blocks = torch.stack([hess[i, :, i, :] for i in range(ctx.numel())])
+    return torch.einsum("ide,kie->kid", blocks, probes.to(blocks)).abs().sum(-1).mean(0)
 
 
-def check_information(model, tokens, target: Target, *, strategy: str = "prefix", **tol) -> None:
-    """Information (zero mask) vs one plain full forward per masked copy."""
+def oracle_information(model, tokens, target: Target) -> torch.Tensor:
+    """Information (zero mask), one plain full forward per masked copy (``model``'s dtype)."""
     ctx = context_of(tokens, target)
-    got = H.information_gain(model, tokens, target=target, strategy=strategy)  # type: ignore[arg-type]
     if isinstance(target, int):
 
         def divergence(orig, masked):
@@ -71,8 +75,43 @@ def check_information(model, tokens, target: Target, *, strategy: str = "prefix"
         def divergence(orig, masked):
             return oracles.two_way_kl(orig[0][-1], masked[0][-1], answer, foil)
 
-    expected = oracles.explicit_information_of(model, ctx, ctx.numel(), divergence)
-    torch.testing.assert_close(got.to(expected.dtype), expected, **tol)
+    return oracles.explicit_information_of(model, ctx, ctx.numel(), divergence)
+
+
+def check_gate(
+    model, tokens, target: Target, *, mode: str = "rollout", reference=None, **tol
+) -> None:
+    """Gate vs brute-force enumeration of every causal path (TL's own cache for A, V, W_O).
+
+    ``reference``: the model the oracle runs on (default ``model``; e.g. a float64 copy of a
+    half-precision model, or a CPU copy of a CUDA one)."""
+    got = H.semantic_gate(model, tokens, target=target, mode=mode)  # type: ignore[arg-type]
+    ref = reference or model
+    expected = oracle_gate(ref, on_device_of(ref, tokens), target, mode=mode)
+    tol = tol or {"rtol": 1e-10, "atol": 1e-12}
+    torch.testing.assert_close(got.to(expected), expected, **tol)
+
+
+def check_curvature(model, tokens, target: Target, *, reference=None, **tol) -> None:
+    """Exact-estimator curvature with fixed probes vs the explicit float64 Hessian's blocks
+    (of ``reference``, default ``model``)."""
+    ctx = context_of(tokens, target)
+    probes = fixed_probes(ctx.numel(), model.cfg.d_model)
+    got = H.curvature_sensitivity(model, tokens, target=target, probes=probes)  # type: ignore[arg-type]
+    ref = reference or model
+    expected = oracle_curvature(ref, on_device_of(ref, tokens), target, probes)
+    torch.testing.assert_close(got.to(expected), expected, **tol)
+
+
+def check_information(
+    model, tokens, target: Target, *, strategy: str = "prefix", reference=None, **tol
+) -> None:
+    """Information (zero mask) vs one plain full forward per masked copy (of ``reference``,
+    default ``model``)."""
+    got = H.information_gain(model, tokens, target=target, strategy=strategy)  # type: ignore[arg-type]
+    ref = reference or model
+    expected = oracle_information(ref, on_device_of(ref, tokens), target)
+    torch.testing.assert_close(got.to(expected), expected, **tol)
 
 
 def check_attention_output(model, ids: torch.Tensor, **tol) -> None:
