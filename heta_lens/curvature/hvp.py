@@ -187,7 +187,8 @@ def own_block_products(
     O(chunk_size · ctx · d_model).
     """
     n, ctx, _ = vectors.shape
-    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
+    device = vectors.device
+    pairs = torch.cartesian_prod(torch.arange(ctx, device=device), torch.arange(n, device=device))
     out = torch.zeros_like(vectors)
     starts = range(0, pairs.shape[0], chunk_size)
     for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
