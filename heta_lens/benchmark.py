@@ -51,7 +51,11 @@ def _rss_bytes() -> int:
 
 
 def measure(fn: Callable[[], T], *, interval: float = 0.02) -> tuple[T, Measured]:
-    """Run ``fn`` once; return its value, wall time and the peak RSS sampled during the call."""
+    """Run ``fn`` once; return its value, wall time and the peak RSS sampled during the call.
+
+    With CUDA available the clock stops after ``torch.cuda.synchronize()`` (kernels run
+    asynchronously); GPU memory is measured by ``benchmarks/device_timing.py``.
+    """
     peak = [_rss_bytes()]
     done = threading.Event()
 
@@ -64,6 +68,8 @@ def measure(fn: Callable[[], T], *, interval: float = 0.02) -> tuple[T, Measured
     start = time.perf_counter()
     try:
         value = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
     finally:
         seconds = time.perf_counter() - start
         done.set()

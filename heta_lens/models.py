@@ -243,7 +243,8 @@ def load_model(
         return TransformerBridge.boot_transformers(
             recorded, hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype
         ).eval()
-    return _load_hooked(hf, tokenizer, recorded, dtype).to(device, print_details=False)
+    # a string, so TL's cfg.device keeps the index ("cuda:1"; a torch.device keeps its type)
+    return _load_hooked(hf, tokenizer, recorded, dtype).to(str(device), print_details=False)
 
 
 def _load_hooked(hf: Any, tokenizer: Any, recorded: str, dtype: torch.dtype) -> Any:
