@@ -105,3 +105,11 @@ def test_smollm2_fast_preset_on_cuda_equals_the_cpu(smollm2_pair):
     assert got.scores.device.type == "cuda"
     for name, tol in SMOLLM2_TOLERANCES.items():
         torch.testing.assert_close(getattr(got, name).cpu(), getattr(expected, name), **tol)
+
+
+@pytest.mark.bridge
+def test_a_cuda_generator_is_refused_with_a_clear_error(tokens):
+    """Probes are drawn on the CPU (the same on every device): a CUDA generator is an error."""
+    model = on_cuda(make_model("bridge"))
+    with pytest.raises(ValueError, match="must be a CPU torch.Generator"):
+        H.curvature_sensitivity(model, tokens.to(CUDA), generator=torch.Generator(device="cuda"))
