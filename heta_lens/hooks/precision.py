@@ -7,10 +7,11 @@ dominated by round-off: on the tiny test models (``tests/unit/test_half_precisio
 bfloat16 computation misses the float64 value of the same weights by up to 1% (gate,
 curvature) and by 30% to over 100 times (information, where the KL is small). So for a model
 whose weights are bfloat16 or float16, every heta_lens call runs the *float32 model with the
-same weights*: on entry to :func:`heta_lens.hooks.preserved_model_state` (the guard around every engine
-call, baselines and metrics included), :func:`float32_weights` replaces each half-precision
-parameter's and buffer's data by a float32 copy and sets TransformerLens's ``cfg.dtype``
-(which TL uses to create activations and caches) to float32; on exit, normal or by exception,
+same weights*: on entry to :func:`heta_lens.hooks.preserved_model_state` (the guard around
+every engine call, baselines and metrics included), :func:`float32_weights` replaces each
+half-precision parameter's and buffer's data by a float32 copy and sets TransformerLens's
+``cfg.dtype`` (which TL uses to create activations and caches) to float32; on exit, normal or
+by exception,
 the original tensors themselves are put back (kept, not cast back: restoring cannot round, and
 tied or shared weights share their storage again). Every bfloat16/float16 value is exactly
 representable in float32, so the computation is exactly the float32 evaluation of the given
