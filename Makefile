@@ -5,7 +5,7 @@ SRC := heta_lens tests scripts tutorials
 # Two xdist workers on two cores: one BLAS thread each (2 threads each oversubscribes: ~10x slower).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install lock check-latest format lint typecheck unit acceptance test bench docs tutorials
+.PHONY: install lock check-latest format lint typecheck unit acceptance test device-check bench docs tutorials
 
 install:  ## create/update .venv (TL 3.9) and .venv-tl4 (TL 4.3)
 	bash scripts/install.sh
@@ -35,6 +35,9 @@ acceptance:  ## slow tier: real embedded SmolLM2
 
 test:  ## the full gate, same as CI
 	bash scripts/test.sh
+
+device-check:  ## on a GPU machine: pytest -m cuda, then the device timing table
+	PYTHON=$(BIN)/python bash scripts/device_check.sh
 
 bench:  ## cost and quality tables on SmolLM2 (~40 min on 2 cores) -> benchmarks/RESULTS.md
 	OMP_NUM_THREADS=2 $(BIN)/heta-lens bench --threads 2 --out benchmarks/RESULTS.md

@@ -293,7 +293,7 @@ def _result(
     )
     strings = adapter.to_str_tokens(req.tokens)
     return HetaResult(
-        tokens=req.tokens.cpu(),
+        tokens=req.tokens,
         target=req.target,
         scores=scores,
         method="heta",

@@ -51,7 +51,11 @@ def _rss_bytes() -> int:
 
 
 def measure(fn: Callable[[], T], *, interval: float = 0.02) -> tuple[T, Measured]:
-    """Run ``fn`` once; return its value, wall time and the peak RSS sampled during the call."""
+    """Run ``fn`` once; return its value, wall time and the peak RSS sampled during the call.
+
+    With CUDA available the clock stops after ``torch.cuda.synchronize()`` (kernels run
+    asynchronously); GPU memory is measured by ``benchmarks/device_timing.py``.
+    """
     peak = [_rss_bytes()]
     done = threading.Event()
 
@@ -64,6 +68,8 @@ def measure(fn: Callable[[], T], *, interval: float = 0.02) -> tuple[T, Measured
     start = time.perf_counter()
     try:
         value = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
     finally:
         seconds = time.perf_counter() - start
         done.set()
@@ -77,7 +83,7 @@ def sequential_curvature(adapter: ModelAdapter, req: Prepared, probes: Tensor) -
     fn = target_log_prob_fn(adapter, req)
     x0 = adapter.embed(req.prefix[None])[0].detach()
     m, ctx, _ = probes.shape
-    out = torch.zeros(ctx, dtype=x0.dtype)
+    out = torch.zeros(ctx, dtype=x0.dtype, device=x0.device)
     with torch.enable_grad():
         for i in range(ctx):
             for k in range(m):
@@ -126,9 +132,9 @@ def full_memory_probe(model: Any, tokens: Tensor, config: HetaConfig) -> None:
             1, ctx, adapter.d_model, generator=torch.Generator().manual_seed(0), dtype=x.dtype
         )
         chunk = min(hvp_chunk_for(adapter, ctx, config.hvp), ctx)
-        pairs = torch.stack([torch.arange(chunk), torch.zeros(chunk)], 1)
+        pairs = torch.stack([torch.arange(chunk), torch.zeros(chunk, dtype=torch.long)], 1)
         op = HvpOperator(target_log_prob_fn(adapter, req), x, strategy=config.hvp.strategy)
-        op(block_probe_vectors(probes, pairs.long()))
+        op(block_probe_vectors(probes.to(x.device), pairs.to(x.device)))
 
 
 def occlusion_captum(model: Any, tokens: Tensor, *, batch: int = 16) -> Tensor:
@@ -141,7 +147,7 @@ def occlusion_captum(model: Any, tokens: Tensor, *, batch: int = 16) -> Tensor:
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None]).detach()
         ctx = x.shape[1]
-        feature_mask = torch.arange(ctx)[None, :, None].expand_as(x)
+        feature_mask = torch.arange(ctx, device=x.device)[None, :, None].expand_as(x)
         ablation = FeatureAblation(fn)
         return ablation.attribute(
             x, baselines=0.0, feature_mask=feature_mask, perturbations_per_eval=batch

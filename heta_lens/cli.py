@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from heta_lens.cli_batch import (
 )
 from heta_lens.cli_demo import add_demo_parser, cmd_demo
 from heta_lens.cli_eval import add_eval_parser, cmd_eval
+from heta_lens.devices import DeviceOptions
+from heta_lens.flags import add_flags, from_flags
 from heta_lens.hooks import ModelAdapter
 from heta_lens.models import ModelNotInstalledError, default_data_dir, list_models, load_model
 from heta_lens.presets import PRESETS
@@ -42,6 +45,7 @@ DESCRIPTION = """\
 HETA (Hessian-Enhanced Token Attribution) for TransformerLens models, offline.
 
   heta-lens attribute "The capital of France is" --generate 3 --html heta.html
+  heta-lens attribute "The capital of France is" --device cuda --dtype bfloat16
   heta-lens attribute "The capital of France is" --target-text " Paris"
   heta-lens attribute "When Mary and John went to the store, John gave a drink to" \
       --target-text " Mary" --contrast " John"
@@ -99,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     att.add_argument("--model", default="smollm2-135m", help="model name, .gguf or HF dir")
     att.add_argument("--backend", choices=["bridge", "hooked"], default="bridge")
+    add_flags(att, DeviceOptions)
     att.add_argument("--method", default="heta", help=f"one of: {', '.join(list_methods())}")
     att.add_argument(
         "--preset",
@@ -134,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Cost and quality of HETA and its presets (sections 1-6), in one process.",
     )
     bench.add_argument("--model", default="smollm2-135m")
+    add_flags(bench, DeviceOptions)
     bench.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated subset of 1-6")
     bench.add_argument("--lengths", default="32,64,128,256,512", help="context lengths (section 4)")
     bench.add_argument("--prompts", type=int, default=30, help="prompts for section 5")
@@ -208,7 +214,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     sections = [int(x) for x in args.sections.split(",") if x]
     if not set(sections) <= {1, 2, 3, 4, 5, 6}:
         raise ValueError(f"--sections must be a subset of 1,2,3,4,5,6; got {args.sections}")
-    model = load_model(args.model)
+    model = load_model(args.model, **asdict(from_flags(DeviceOptions, args)))
     run_benchmark(
         model,
         data_dir=args.data_dir,
@@ -226,8 +232,11 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     spec = method_spec(args)  # fail on a bad method, preset or flag before loading anything
     check_batch_arguments(args)
     start = time.perf_counter()
-    print(f"loading {args.model} ({args.backend}) ...", file=sys.stderr)
-    model = load_model(args.model, backend=args.backend)
+    where = from_flags(DeviceOptions, args)
+    print(
+        f"loading {args.model} ({args.backend}, {where.device}, {where.dtype}) ...", file=sys.stderr
+    )
+    model = load_model(args.model, backend=args.backend, **asdict(where))
     if args.input is not None:
         return cmd_attribute_many(model, spec, args)
     tokens, targets = _targets(model, args)

@@ -171,8 +171,8 @@ def _prefix_reruns(
     """Each chunk (ascending positions) runs from its first masked position on, after the
     cached unmasked prefix; the cache grows monotonically, one unmasked pass in all."""
     cache = PrefixCache(adapter, prefix)
-    for idx in chunks:
-        start = int(idx[0])
+    starts = torch.stack([idx[0] for idx in chunks]).tolist()  # one transfer, not one per chunk
+    for idx, start in zip(chunks, starts, strict=True):
         cache.extend(start)
         copies = masked_copies(x[start:], replacements, idx, start=start)
         yield idx, cache.suffix_log_probs(copies)

@@ -29,7 +29,7 @@ def mask_rows(
     """
     ctx = embeds.shape[0]
     if callable(mask):
-        return torch.stack([mask(embeds, i).to(embeds.dtype) for i in range(ctx)])
+        return torch.stack([mask(embeds, i).to(embeds) for i in range(ctx)])
     if mask == "zero":
         return torch.zeros_like(embeds)
     if mask == "mean":

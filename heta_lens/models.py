@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from heta_lens.devices import cast_floating, resolve_device, resolve_dtype
+
 Backend = Literal["bridge", "hooked"]
 
 
@@ -171,15 +173,24 @@ def load_tokenizer(name: str = "smollm2-135m") -> Any:
     return AutoTokenizer.from_pretrained(str(saved), local_files_only=True)
 
 
-def load_hf(name: str = "smollm2-135m", *, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+def load_hf(
+    name: str = "smollm2-135m",
+    *,
+    dtype: str | torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> tuple[Any, Any]:
     """The plain Hugging Face model (eager attention) and tokenizer, offline.
 
     The tokenizer is re-saved under :func:`cache_dir` so TransformerLens can re-open it by path.
+    ``dtype`` and ``device`` are read as :func:`load_model` reads them.
 
     Raises:
-        ValueError: Unknown name or path.
+        ValueError: Unknown name or path, an unknown or non-floating dtype, or an unavailable
+            device.
         ModelNotInstalledError: The model's package is missing (the message names it).
     """
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
+    _offline()
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(name)
@@ -190,7 +201,7 @@ def load_hf(name: str = "smollm2-135m", *, dtype: torch.dtype = torch.float32) -
     model: Any = AutoModelForCausalLM.from_pretrained(
         str(directory), attn_implementation="eager", **options
     )
-    model = model.to(dtype=dtype).eval()
+    model = cast_floating(model, dtype).to(device).eval()
     model.config.architectures = [type(model).__name__]  # Gemma 3's bridge needs it
     return model, tokenizer
 
@@ -199,7 +210,8 @@ def load_model(
     name: str = "smollm2-135m",
     *,
     backend: Backend = "bridge",
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
 ) -> Any:
     """Load a real pretrained decoder-only model offline as a TransformerLens model.
 
@@ -211,17 +223,25 @@ def load_model(
             ``"hooked"``: a ``HookedTransformer`` (transformer-lens 3.x only) for Llama-family
             models (converted with TL's Llama weight converter, no weight processing) and
             Gemma 3 (TL's ``from_pretrained_no_processing``).
-        dtype: Parameter dtype (float32 default; float64 for exact checks).
+        device: ``"cpu"`` (default), ``"auto"`` (CUDA when available, else CPU), ``"cuda"``,
+            ``"cuda:N"`` or a ``torch.device`` (:func:`heta_lens.devices.resolve_device`).
+            Every tensor heta_lens creates for this model lives there.
+        dtype: Weight dtype, a ``torch.dtype`` or its name: ``"float32"`` (default),
+            ``"float64"`` (exact checks), ``"bfloat16"`` or ``"float16"`` (heta_lens computes on
+            a half-precision model in float32, its weights upcast for each call:
+            :mod:`heta_lens.hooks.precision`).
 
     Returns:
-        A ``TransformerBridge`` or ``HookedTransformer`` in eval mode. Its ``to_tokens``
-        follows TransformerLens's BOS convention (the bridge prepends BOS).
+        A ``TransformerBridge`` or ``HookedTransformer`` in eval mode on ``device``. Its
+        ``to_tokens`` follows TransformerLens's BOS convention (the bridge prepends BOS).
 
     Raises:
-        ValueError: Unknown name, or ``backend="hooked"`` for an unsupported architecture or on
-            transformer-lens 4.x.
+        ValueError: Unknown name; ``backend="hooked"`` for an unsupported architecture or on
+            transformer-lens 4.x; CUDA requested where it is not available; a dtype that is
+            not floating.
         ModelNotInstalledError: The weights' package is not installed.
     """
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
     if backend not in ("bridge", "hooked"):
         raise ValueError(f"unknown backend {backend!r}; valid: bridge, hooked")
     if (
@@ -232,18 +252,21 @@ def load_model(
             "backend='hooked' needs transformer-lens 3.x (4.x removed HookedTransformer); "
             "use backend='bridge'"
         )
-    hf, tokenizer = load_hf(name, dtype=dtype)
+    # The bridge wraps the HF model where it lies; the hooked path copies its weights into a
+    # HookedTransformer, which is built on the CPU and then moved.
+    hf, tokenizer = load_hf(name, dtype=dtype, device=device if backend == "bridge" else "cpu")
     recorded = MODELS[name].hf_name if name in MODELS else str(name)
     if backend == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
 
         return TransformerBridge.boot_transformers(
-            recorded, hf_model=hf, tokenizer=tokenizer, device="cpu"
+            recorded, hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype
         ).eval()
-    return _load_hooked(hf, tokenizer, recorded)
+    # a string, so TL's cfg.device keeps the index ("cuda:1"; a torch.device keeps its type)
+    return _load_hooked(hf, tokenizer, recorded, dtype).to(str(device), print_details=False)
 
 
-def _load_hooked(hf: Any, tokenizer: Any, recorded: str) -> Any:
+def _load_hooked(hf: Any, tokenizer: Any, recorded: str, dtype: torch.dtype) -> Any:
     from transformer_lens import HookedTransformer
 
     if getattr(hf.config, "quantization_config", None) is not None:
@@ -255,7 +278,7 @@ def _load_hooked(hf: Any, tokenizer: Any, recorded: str) -> Any:
         return hooked_from_hf_llama(hf, tokenizer=tokenizer)
     if model_type.startswith("gemma3"):
         return HookedTransformer.from_pretrained_no_processing(
-            "google/gemma-3-270m", hf_model=hf, tokenizer=tokenizer, device="cpu"
+            "google/gemma-3-270m", hf_model=hf, tokenizer=tokenizer, device="cpu", dtype=dtype
         ).eval()
     raise ValueError(
         f"backend='hooked' supports Llama-family and Gemma 3 models; {recorded!r} is "

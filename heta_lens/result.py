@@ -26,6 +26,9 @@ def _check_ctx(name: str, value: Tensor | None, ctx: int) -> None:
 class AttributionResult:
     """Scores of one attribution: how much each context token drove ``tokens[target]``.
 
+    Its tensors live on the device of the model that produced it, in the dtype heta_lens
+    computed in (float32 for a half-precision model); :meth:`load` gives CPU float64 tensors.
+
     Attributes:
         tokens: All token ids, ``[pos]``.
         target: Index of the explained token; ``ctx`` = positions ``0..target-1``.

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 import torch
 
+from heta_lens.devices import cast_floating
+
 TinyVariant = Literal["ln", "attn_only", "gqa"]
 _TOKENIZER_DIRS: list[tempfile.TemporaryDirectory[str]] = []
 
@@ -86,7 +88,10 @@ def tiny_tokenizer(vocab_size: int = 50) -> Any:
 def tiny_llama_hf(
     *, dtype: torch.dtype = torch.float64, seed: int = 0, n_kv_heads: int = 2, n_layers: int = 2
 ) -> Any:
-    """A tiny random HF ``LlamaForCausalLM`` (eager attention): 32-dim, 4 heads, GQA."""
+    """A tiny random HF ``LlamaForCausalLM`` (eager attention): 32-dim, 4 heads, GQA.
+
+    Drawn in float32, then cast to ``dtype`` (:func:`heta_lens.devices.cast_floating`: a
+    half-precision model keeps its rotary frequencies in float32, as HF loads one)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     options: dict[str, Any] = {"rope_theta": 10000.0, "attn_implementation": "eager"}
@@ -109,8 +114,7 @@ def tiny_llama_hf(
                 if "norm" in name:
                     p.add_(0.1 * torch.randn_like(p))
     model.config.architectures = ["LlamaForCausalLM"]
-    model = model.to(dtype=dtype)
-    return model.eval()
+    return cast_floating(model, dtype).eval()
 
 
 def tiny_bridge(*, dtype: torch.dtype = torch.float64, seed: int = 0, n_kv_heads: int = 2) -> Any:
@@ -122,11 +126,13 @@ def bridge_from_hf(hf_model: Any) -> Any:
     """Wrap a HF causal LM (mutated in place, as TL does) in a ``TransformerBridge``."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    first = next(hf_model.parameters())
     return TransformerBridge.boot_transformers(
         "tiny-llama",
         hf_model=hf_model,
         tokenizer=tiny_tokenizer(hf_model.config.vocab_size),
-        device="cpu",
+        device=first.device,
+        dtype=first.dtype,
     )
 
 

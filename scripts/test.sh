@@ -4,9 +4,13 @@
 #   bash scripts/test.sh [extra pytest args...]
 #
 # 1. install/update .venv (transformer-lens 3.9) and .venv-tl4 (transformer-lens 4.3)
-# 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow and gemma)
-# 3. in .venv-tl4: pytest -m "not hooked and not tutorial and not e2e" (TL 4 has no
-#    HookedTransformer; tutorials and the browser test run once, in step 2)
+# 2. in .venv: ruff check, ruff format --check, pyright, full pytest suite (incl. slow and gemma;
+#    not cuda)
+# 3. in .venv-tl4: pytest -m "not hooked and not tutorial and not e2e and not cuda" (TL 4 has
+#    no HookedTransformer; tutorials and the browser test run once, in step 2)
+#
+# Both stages deselect the `cuda` tests (tests/cuda): CI machines have no GPU, and a CUDA test
+# must fail, not skip, where it cannot run. scripts/device_check.sh runs them on a GPU machine.
 #
 # HETA_TEST_FAST=1 deselects the slow acceptance tests (local use only; CI never sets it).
 # Extra arguments go to both pytest runs. Every stage runs; the exit status is non-zero
@@ -51,12 +55,13 @@ run_pytest() {
 }
 
 # Tutorials and the browser test exercise the same code on both majors; they run once (TL 3.9).
-tl3_marks=()
-tl4_marks=(-m "not hooked and not tutorial and not e2e")
+# `not cuda` in both stages: no GPU in CI (see the header; scripts/device_check.sh runs them).
+tl3_marks=(-m "not cuda")
+tl4_marks=(-m "not hooked and not tutorial and not e2e and not cuda")
 if [[ ${HETA_TEST_FAST:-0} == 1 ]]; then
     echo "[test.sh] HETA_TEST_FAST=1: deselecting slow acceptance tests"
-    tl3_marks=(-m "not slow")
-    tl4_marks=(-m "not hooked and not slow and not tutorial and not e2e")
+    tl3_marks=(-m "not slow and not cuda")
+    tl4_marks=(-m "not hooked and not slow and not tutorial and not e2e and not cuda")
 fi
 
 run_stage "ruff check" .venv/bin/ruff check heta_lens tests scripts tutorials
@@ -64,7 +69,7 @@ run_stage "ruff format --check" .venv/bin/ruff format --check heta_lens tests sc
 run_stage "pyright" .venv/bin/pyright
 run_stage "docs: API reference (pdoc, warnings are errors)" bash scripts/build_docs.sh
 run_stage "pytest: transformer-lens 3.9 (.venv), full suite" \
-    run_pytest .venv/bin/python -m pytest tests -n 2 ${tl3_marks[@]+"${tl3_marks[@]}"} "$@"
+    run_pytest .venv/bin/python -m pytest tests -n 2 "${tl3_marks[@]}" "$@"
 run_stage "pytest: transformer-lens 4.3 (.venv-tl4), not hooked" \
     run_pytest .venv-tl4/bin/python -m pytest tests -n 2 "${tl4_marks[@]}" "$@"
 

@@ -39,11 +39,11 @@ def isolated_env(home: Path) -> dict[str, str]:
     return env
 
 
-def make_model(model_id: str):
+def make_model(model_id: str, dtype: torch.dtype = torch.float64):
     if model_id == "bridge":
-        return tiny_bridge()
+        return tiny_bridge(dtype=dtype)
     variants = {f"hooked-{v}": v for v in HOOKED_VARIANTS}
-    return tiny_hooked(variants[model_id])
+    return tiny_hooked(variants[model_id], dtype=dtype)
 
 
 def model_params(ids=MODEL_IDS):

@@ -112,7 +112,7 @@ def make_job(
 
     Raises:
         TypeError: ``spec`` is not a registered curvature type, or non-floating ``probes``.
-        ValueError: ``probes`` of the wrong shape.
+        ValueError: ``probes`` of the wrong shape, or a ``generator`` that is not on the CPU.
     """
     if not isinstance(spec, Curvature):
         raise TypeError(

@@ -185,7 +185,8 @@ def _block_hvps(
     """(pairs, H Π_i v_k for each (i, k) pair) for every (token block, vector) pair, in
     chunks of ``chunk_size`` pairs (one batched double backward each)."""
     n, ctx, _ = vectors.shape
-    pairs = torch.cartesian_prod(torch.arange(ctx), torch.arange(n)).to(vectors.device)
+    device = vectors.device
+    pairs = torch.cartesian_prod(torch.arange(ctx, device=device), torch.arange(n, device=device))
     starts = range(0, pairs.shape[0], chunk_size)
     for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress):
         chunk = pairs[start : start + chunk_size]

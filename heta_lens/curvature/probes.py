@@ -1,4 +1,9 @@
-"""Rademacher probes of the Hutchinson estimates, drawn from a private generator."""
+"""Rademacher probes of the Hutchinson estimates, drawn from a private generator.
+
+Probes (and the low-rank sketch, drawn from the same generator) are drawn on the CPU and then
+moved to the model's device, so a seed gives the same probes on every device: a CUDA run and
+a CPU run of the same model differ by round-off only.
+"""
 
 import torch
 from jaxtyping import Float
@@ -16,8 +21,21 @@ def rademacher_probes(
 
 
 def default_generator(generator: torch.Generator | None) -> torch.Generator:
-    """``generator``, or a fresh one seeded with 0 (so calls without one are deterministic)."""
-    return generator if generator is not None else torch.Generator().manual_seed(0)
+    """``generator``, or a fresh CPU one seeded with 0 (so calls without one are
+    deterministic).
+
+    Raises:
+        ValueError: ``generator`` is not a CPU generator (probes are drawn on the CPU whatever
+            the model's device, so that they do not depend on it).
+    """
+    if generator is None:
+        return torch.Generator().manual_seed(0)
+    if generator.device.type != "cpu":
+        raise ValueError(
+            f"generator must be a CPU torch.Generator (probes are drawn on the CPU and moved "
+            f"to the model's device, the same on every device); got one on {generator.device}"
+        )
+    return generator
 
 
 def resolve_probes(

@@ -261,6 +261,7 @@ def serve(
     max_tokens: int,
     preload: bool,
     emit: Callable[[str], None],
+    cache: ModelCache | None = None,
 ) -> None:
     """Launch the page on ``host:port`` and block until interrupted.
 
@@ -273,9 +274,11 @@ def serve(
         max_tokens: Longest request accepted.
         preload: Load the first model as soon as the server is up.
         emit: Where status lines (the URL first) go.
+        cache: Where models are loaded and kept (default: :func:`heta_lens.load_model` on the
+            CPU, float32; ``heta-lens demo --device/--dtype`` passes its own).
     """
     gr = _gradio()
-    cache = ModelCache()
+    cache = ModelCache() if cache is None else cache
     app = build_app(cache=cache, models=models, backend=backend, max_tokens=max_tokens)
     app.queue(default_concurrency_limit=1)
     _, local_url, _ = app.launch(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
+from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
 from heta_lens.evals.metrics.causal import check_corruption
 from heta_lens.flags import comma_list, flag, positional
 from heta_lens.presets import PRESETS, preset, with_preset
@@ -32,6 +33,9 @@ class EvalSettings:
     Attributes:
         dataset: Dataset name (``longra``, ``tellmewhy``, ``wikitext``, ``curated``).
         model: Model name or path as given to :func:`heta_lens.load_model`.
+        dtype: The model's weight dtype (``float32``; a half-precision model is computed on
+            in float32, :mod:`heta_lens.hooks.precision`). The device is not recorded: it
+            changes round-off only.
         n_draws: Mask draws per Soft-NS/NC score (ReAGent uses 1).
         seed: Base seed; each row's generator is seeded from (seed, uid, target, method).
         metrics: Metric groups to compute (:data:`METRIC_GROUPS`).
@@ -51,6 +55,7 @@ class EvalSettings:
 
     dataset: str
     model: str
+    dtype: str = "float32"
     n_draws: int = 4
     seed: int = 0
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -66,6 +71,7 @@ class EvalSettings:
     sensitivity_draws: int = 3
 
     def __post_init__(self) -> None:
+        resolve_dtype(self.dtype)  # raises on an unknown or non-floating dtype
         if self.n_draws < 1:
             raise ValueError(f"n_draws must be >= 1; got {self.n_draws}")
         if self.causal_draws < 1:
@@ -144,6 +150,8 @@ class SuiteSettings:
         on: The dataset of a suite (default: the suite's own).
         model: Model name, ``.gguf`` file or HF directory (:func:`heta_lens.load_model`).
         backend: ``bridge`` (TransformerBridge) or ``hooked`` (HookedTransformer).
+        device: ``cpu``, ``cuda`` or ``auto`` (:func:`heta_lens.devices.resolve_device`).
+        dtype: Weight dtype (``float32``, ``bfloat16``, ``float16``, ``float64``).
         methods: Registered method names, or ``("all",)`` for every registered method.
         limit: Evaluate the first ``limit`` instances only.
         out: Output directory (default ``eval-results/<suite-dataset>-<model stem>``).
@@ -179,6 +187,8 @@ class SuiteSettings:
     backend: Literal["bridge", "hooked"] = flag(
         "bridge", choices=("bridge", "hooked"), parse=str, help="model backend"
     )
+    device: str = device_flag()
+    dtype: str = dtype_flag()
     methods: tuple[str, ...] = flag(
         DEFAULT_METHODS,
         parse=comma_list,
@@ -285,6 +295,7 @@ class SuiteSettings:
         return EvalSettings(
             dataset=self.dataset_name,
             model=self.model,
+            dtype=self.dtype,
             n_draws=self.n_draws,
             seed=self.seed,
             metrics=self.metric_groups,

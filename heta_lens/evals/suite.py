@@ -214,8 +214,8 @@ def run_suite(
         settings: The run (``heta-lens eval``'s flags are its fields).
         model: The model, already loaded (default: ``loader()``).
         loader: Loads the model (in each worker process when ``settings.workers > 1``;
-            picklable); default :func:`heta_lens.load_model` of ``settings.model`` and
-            ``settings.backend``.
+            picklable); default :func:`heta_lens.load_model` of ``settings.model``,
+            ``settings.backend``, ``settings.device`` and ``settings.dtype``.
         progress: Show progress bars (dataset loading and the run).
         log: Receives the run's progress lines (instance counts, files written).
 
@@ -230,7 +230,13 @@ def run_suite(
     say: Log = log or (lambda _line: None)
     methods = suite_methods(settings)
     eval_settings = settings.eval_settings()
-    loader = loader or functools.partial(load_model, settings.model, backend=settings.backend)
+    loader = loader or functools.partial(
+        load_model,
+        settings.model,
+        backend=settings.backend,
+        device=settings.device,
+        dtype=settings.dtype,
+    )
     out = settings.out_dir
     with _torch_threads(settings.threads):
         evaluated = model if model is not None else loader()

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from heta_lens.hooks import names
 from heta_lens.hooks.attention_check import check_attention_outputs
+from heta_lens.hooks.precision import compute_dtype
 
 ModelKind = Literal["hooked", "bridge"]
 
@@ -85,6 +86,12 @@ def hooked_unembed(model: Any, resid: Tensor) -> Tensor:
 class ModelAdapter:
     """Uniform access to a TransformerLens model for the HETA engine.
 
+    Every tensor the engine creates lives on :attr:`device`, the device of the model's
+    weights, in :attr:`dtype`, the dtype it computes in: the weights' dtype, or float32 for a
+    bfloat16/float16 model (:func:`heta_lens.hooks.precision.compute_dtype`; the model is
+    upcast inside :func:`~heta_lens.hooks.preserved_model_state`). :attr:`param_dtype` is the
+    weights' own dtype.
+
     Args:
         model: A ``HookedTransformer`` or a ``TransformerBridge``.
 
@@ -111,7 +118,8 @@ class ModelAdapter:
                 f"n_heads={self.n_heads} is not a multiple of n_key_value_heads={self.n_kv_heads}"
             )
         first = next(model.parameters())
-        self.dtype: torch.dtype = first.dtype
+        self.param_dtype: torch.dtype = first.dtype
+        self.dtype: torch.dtype = compute_dtype(first.dtype)
         self.device: torch.device = first.device
 
     @property

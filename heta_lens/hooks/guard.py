@@ -6,6 +6,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from heta_lens.hooks.precision import float32_weights
+
 
 def hook_point_hook_count(model: nn.Module) -> int:
     """Number of PyTorch hooks registered on the model's TransformerLens ``HookPoint``s.
@@ -24,10 +26,14 @@ def hook_point_hook_count(model: nn.Module) -> int:
 
 @contextmanager
 def preserved_model_state(model: nn.Module, *, freeze_parameters: bool = True) -> Iterator[None]:
-    """Run a block with the model in eval mode and (optionally) frozen, then restore it.
+    """Run a block with the model in eval mode, (optionally) frozen and, if its weights are
+    half precision, in float32; then restore it.
 
-    On exit, normal or by exception, every parameter's ``requires_grad`` flag and every module's
-    ``training`` flag are restored and the global grad mode is reset to what it was. Hooks are
+    A bfloat16/float16 model runs inside the block as the float32 model with the same weights
+    (:func:`heta_lens.hooks.precision.float32_weights`: the rule, its reasons and its cost).
+    On exit, normal or by exception, its original tensors are put back bit for bit, every
+    parameter's ``requires_grad`` flag and every module's ``training`` flag are restored and
+    the global grad mode is reset to what it was. Hooks are
     only ever added through ``model.hooks(...)`` (which removes them in ``finally``); this guard
     additionally checks that the number of registered PyTorch hooks is unchanged and raises a
     ``RuntimeError`` if a hook leaked onto a hook point, so a leak can never pass silently.
@@ -48,7 +54,8 @@ def preserved_model_state(model: nn.Module, *, freeze_parameters: bool = True) -
         if freeze_parameters:
             for p in params:
                 p.requires_grad_(False)
-        yield
+        with float32_weights(model):
+            yield
     finally:
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)

@@ -85,9 +85,9 @@ def run_baseline(
         raise ValueError(f"{method}: non-finite scores")
     strings = adapter.to_str_tokens(req.tokens)
     return AttributionResult(
-        tokens=req.tokens.cpu(),
+        tokens=req.tokens,
         target=req.target,
-        scores=scores.cpu(),
+        scores=scores,
         method=method,
         token_strings=None if strings is None else tuple(strings),
         target_log_prob=log_prob,

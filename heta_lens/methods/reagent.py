@@ -115,14 +115,19 @@ class ReagentRun:
 
 
 def _sample(
-    prefix: Tensor, n: int, candidates: Tensor | None, d_vocab: int, gen: torch.Generator
+    n: int,
+    ctx: int,
+    candidates: Tensor | None,
+    d_vocab: int,
+    gen: torch.Generator,
+    device: torch.device,
 ) -> Tensor:
-    """``n`` rows of replacement ids, one per position (CPU)."""
-    ctx = prefix.numel()
+    """``n`` rows of replacement ids, one per position: drawn from the CPU generator ``gen``
+    (the same draws on every device), then moved to ``device``."""
     if candidates is None:
-        return torch.randint(0, d_vocab, (n, ctx), generator=gen)
-    pick = torch.randint(0, candidates.shape[1], (n, ctx), generator=gen)
-    return candidates[torch.arange(ctx), pick]
+        return torch.randint(0, d_vocab, (n, ctx), generator=gen).to(device)
+    pick = torch.randint(0, candidates.shape[1], (n, ctx), generator=gen).to(device)
+    return candidates[torch.arange(ctx, device=device), pick]
 
 
 def reagent_core(
@@ -136,6 +141,11 @@ def reagent_core(
 ) -> ReagentRun:
     """The ReAGent loop on any next-token function (module docstring, steps 1–3).
 
+    Random numbers come from a private CPU generator seeded with ``config.seed`` and are moved
+    to ``prefix``'s device, so a run draws the same numbers on every device; the loop's state
+    (scores, masks, which probes are active) stays on that device. Each step synchronises
+    with the host once, to learn whether any probe is still active.
+
     Args:
         prefix: The context ids, ``[ctx]``.
         target_id: The explained token.
@@ -145,41 +155,43 @@ def reagent_core(
         config: Options; ``config.seed`` seeds a private CPU generator.
     """
     gen = torch.Generator().manual_seed(config.seed)
-    ids = prefix.cpu()
+    ids, device = prefix, prefix.device
     ctx = ids.numel()
-    p_orig = float(next_log_probs(prefix[None])[0, target_id].exp())
-    logits = torch.rand(config.n_probes, ctx, generator=gen, dtype=torch.float64)
-    active = torch.ones(config.n_probes, dtype=torch.bool)
-    stopped = torch.zeros(config.n_probes, dtype=torch.bool)
+    if candidates is not None:
+        candidates = candidates.to(device)
+    p_orig = next_log_probs(prefix[None])[0, target_id].exp().double()
+    logits = torch.rand(config.n_probes, ctx, generator=gen, dtype=torch.float64).to(device)
+    active = torch.ones(config.n_probes, dtype=torch.bool, device=device)
+    stopped = torch.zeros(config.n_probes, dtype=torch.bool, device=device)
 
     def replaced(n: int) -> tuple[Tensor, Tensor]:
-        mask = torch.rand(n, ctx, generator=gen) < config.replace_ratio
-        return torch.where(mask, _sample(ids, n, candidates, d_vocab, gen), ids), mask
+        mask = (torch.rand(n, ctx, generator=gen) < config.replace_ratio).to(device)
+        return torch.where(mask, _sample(n, ctx, candidates, d_vocab, gen, device), ids), mask
 
     update_ids, update_mask = replaced(config.n_probes)
-    update_out = next_log_probs(update_ids.to(prefix.device))
+    update_out = next_log_probs(update_ids)
     steps = 0
     while True:
         steps += 1
-        delta = p_orig - update_out[:, target_id].exp().double().cpu()
+        delta = p_orig - update_out[:, target_id].exp().double()
         signed = torch.where(update_mask, delta[:, None], -delta[:, None])
         logits[active] += torch.logit((0.5 + 0.5 * signed).clamp(_EPS, 1.0 - _EPS))
         order = logits[active].argsort(dim=-1, descending=True, stable=True)
         n_act = order.shape[0]
-        keep = torch.zeros(n_act, ctx, dtype=torch.bool)
+        keep = torch.zeros(n_act, ctx, dtype=torch.bool, device=device)
         keep.scatter_(1, order[:, : config.keep_top], True)
-        check_ids = torch.where(keep, ids, _sample(ids, n_act, candidates, d_vocab, gen))
+        check_ids = torch.where(keep, ids, _sample(n_act, ctx, candidates, d_vocab, gen, device))
         more = steps < config.max_steps
         next_ids, next_mask = replaced(n_act) if more else (ids.new_empty(0, ctx), None)
-        out = next_log_probs(torch.cat([check_ids, next_ids]).to(prefix.device))
+        out = next_log_probs(torch.cat([check_ids, next_ids]))
         top = out[:n_act].topk(min(config.top_n, out.shape[-1]), dim=-1).indices
-        hit = (top == target_id).any(-1).cpu()
+        hit = (top == target_id).any(-1)
         probes = active.nonzero().flatten()
         stopped[probes[hit]] = True
         active[probes[hit]] = False
         if not more or not bool(active.any()) or next_mask is None:
             break
-        update_out, update_mask = out[n_act:][~hit.to(out.device)], next_mask[~hit]
+        update_out, update_mask = out[n_act:][~hit], next_mask[~hit]
     chosen = logits[stopped] if bool(stopped.any()) else logits
     return ReagentRun(scores=chosen.softmax(-1).mean(0), steps=steps, stopped=stopped)
 
@@ -189,19 +201,20 @@ def topk_candidates(
 ) -> Int[Tensor, "ctx k"]:
     """Row i: the model's ``k`` most probable next tokens given ``prefix[:i]``, ``prefix[i]``
     excluded (ties broken by ``torch.topk``); row 0: ``prefix[0]`` repeated (no prefix).
+    On ``prefix``'s device.
 
     Raises:
         ValueError: ``k >= d_vocab`` (no k tokens other than the original exist).
     """
     if k >= adapter.d_vocab:
         raise ValueError(f"top_k_replacements={k} must be < d_vocab={adapter.d_vocab}")
-    ids = prefix.cpu()
-    rows = [ids[:1].expand(k)]
+    rows = [prefix[:1].expand(k)]
     with torch.no_grad():
-        for i in range(1, ids.numel()):
-            log_probs = adapter.last_log_probs(prefix[None, :i])[0].cpu()
-            top = log_probs.topk(k + 1).indices
-            rows.append(top[top != ids[i]][:k])
+        for i in range(1, prefix.numel()):
+            top = adapter.last_log_probs(prefix[None, :i])[0].topk(k + 1).indices
+            # the k best other than prefix[i], in rank order (a stable sort puts it last)
+            drop = (top == prefix[i]).to(torch.int8)
+            rows.append(top[drop.argsort(stable=True)[:k]])
     return torch.stack(rows)
 
 

@@ -29,6 +29,8 @@ MODULES = [
     "heta_lens.evals.decoding",
     "heta_lens.evals.stored",
     "heta_lens.flags",
+    "heta_lens.devices",
+    "heta_lens.hooks.precision",
 ]
 
 

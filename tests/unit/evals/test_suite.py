@@ -22,6 +22,8 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "on": None,
     "model": "smollm2-135m",
     "backend": "bridge",
+    "device": "cpu",  # added with issue 23 (devices and dtypes)
+    "dtype": "float32",
     "methods": ("heta", "integrated_gradients", "attention_rollout", "occlusion"),
     "limit": None,
     "out": None,
