@@ -11,7 +11,12 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from heta_lens.testing import tiny_bridge, tiny_hooked  # noqa: E402
+from heta_lens.testing import (  # noqa: E402
+    tiny_bridge,
+    tiny_hooked,
+    tiny_llama_hf,
+    tiny_tokenizer,
+)
 
 
 def _has_hooked() -> bool:
@@ -59,6 +64,16 @@ def model_params(ids=MODEL_IDS):
 @pytest.fixture(params=model_params())
 def model(request):
     return make_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny random float32 Llama and its tokenizer saved as a local HF directory: what the
+    CLI tests pass as ``--model`` (``load_model`` reads a local HF directory)."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama_hf(dtype=torch.float32).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
 
 
 @pytest.fixture

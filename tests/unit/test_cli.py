@@ -9,17 +9,8 @@ import heta_lens as H
 from heta_lens.cli import format_table, main
 from heta_lens.models import load_model
 from heta_lens.result import from_dict
-from heta_lens.testing import tiny_llama_hf, tiny_tokenizer
 
 PROMPT = "w5 w7 w3 w9 w11"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama_hf(dtype=torch.float32).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 @pytest.mark.bridge

@@ -15,18 +15,9 @@ import torch
 import heta_lens as H
 from heta_lens.cli import main
 from heta_lens.models import load_model
-from heta_lens.testing import tiny_llama_hf, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 N_RECORDS = 40
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama_hf(dtype=torch.float32).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 def _records(path: Path, n: int) -> Path:

@@ -22,7 +22,7 @@ from heta_lens.hooks import ModelAdapter
 from heta_lens.hooks.prefix import PrefixCache
 from heta_lens.models import load_model
 from heta_lens.result import from_dict
-from heta_lens.testing import tiny_bridge, tiny_hooked, tiny_llama_hf, tiny_tokenizer
+from heta_lens.testing import tiny_bridge, tiny_hooked, tiny_llama_hf
 
 PROMPT = "w5 w7 w3 w9 w11"
 
@@ -110,14 +110,6 @@ def test_cast_floating_keeps_rotary_frequencies_in_float32_for_half_precision():
     cast_floating(hf, torch.float64)  # float32/float64: parameters and buffers alike
     floating = [t for t in [*hf.parameters(), *hf.buffers()] if t.is_floating_point()]
     assert {t.dtype for t in floating} == {torch.float64}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama_hf(dtype=torch.float32).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 @pytest.mark.bridge

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from heta_lens.cli import main
 from heta_lens.cli_eval import add_eval_parser
@@ -14,7 +13,6 @@ from heta_lens.evals import EvalSettings, Report, SuiteSettings, read_run, run_s
 from heta_lens.evals.store import read_rows
 from heta_lens.evals.summary import summarize
 from heta_lens.flags import flag_fields, from_flags
-from heta_lens.testing import tiny_llama_hf, tiny_tokenizer
 
 pytestmark = pytest.mark.bridge
 
@@ -128,14 +126,6 @@ def test_bad_suite_settings_are_refused(kwargs, message, tmp_path, capsys):
         assert main(["eval", kwargs["dataset"], *flags, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err
         assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama_hf(dtype=torch.float32).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
