@@ -137,6 +137,7 @@ def test_circuit_analysis_runs(tmp_path: Path):
     assert "patching: 270 heads" in text
     assert "by hand == transformer_lens.patching: True" in text
     assert "gate_by_head sums to gate: True" in text
+    assert "same gate as for the token target ' Mary': True" in text
     assert "diagonal == curvature: True" in text
     rhos = re.findall(r"^ *(?:S2 token|names \(IO, S1, S2\)|all but BOS) +(-?[\d.]+)", text, re.M)
     assert len(rhos) == 3 and all(-1 <= float(rho) <= 1 for rho in rhos)
