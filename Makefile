@@ -45,5 +45,5 @@ bench:  ## cost and quality tables on SmolLM2 (~40 min on 2 cores) -> benchmarks
 docs:  ## API reference from the docstrings -> site/api/index.html (fails on any pdoc warning)
 	bash scripts/build_docs.sh
 
-tutorials:  ## re-execute tutorials/*.py and rewrite their .ipynb twins (~4.5 min on 2 cores)
+tutorials:  ## re-execute tutorials/*.py and rewrite their .ipynb twins (~7 min on 2 cores)
 	$(BIN)/python scripts/run_tutorials.py

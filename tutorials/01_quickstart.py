@@ -186,6 +186,6 @@ display(
 # curvature estimator that agrees with full HETA at Spearman ρ ≈ 0.99 in our benchmark;
 # tutorial 4 is about presets).
 #
-# **Next**: tutorial 2 puts HETA next to attention patterns, direct logit attribution and
-# activation patching; tutorial 3 measures how faithful attributions are; tutorial 4 is
-# about speed and long inputs.
+# **Next**: tutorial 2 sets HETA's gate by head against activation patching of every head
+# on an IOI circuit; tutorial 3 measures how faithful attributions are; tutorial 4 is about
+# speed and long inputs.

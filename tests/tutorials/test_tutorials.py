@@ -128,13 +128,25 @@ def test_quickstart_runs_and_exports_the_page(tmp_path: Path):
 @pytest.mark.tutorial
 @pytest.mark.slow
 def test_circuit_analysis_runs(tmp_path: Path):
-    notebook, _ = _execute("02_circuit_analysis", tmp_path)
+    from heta_lens import HetaResult, viz
+
+    notebook, cwd = _execute("02_circuit_analysis", tmp_path)
     text = _text(notebook)
-    match = re.search(r"sum of DLA over components: (-?[\d.]+) \(logit diff (-?[\d.]+)\)", text)
-    assert match is not None and abs(float(match.group(1)) - float(match.group(2))) < 1e-3
-    assert "batched == transformer_lens.patching: True" in text
-    assert re.search(r"HETA top 4: \[.*' Mary'", text)
-    assert _pngs(notebook) == 3
+    positive = re.search(r"logit difference > 0 on (\d+) of (\d+) prompts", text)
+    assert positive is not None and 2 * int(positive.group(1)) > int(positive.group(2))
+    assert "patching: 270 heads" in text
+    assert "by hand == transformer_lens.patching: True" in text
+    assert "gate_by_head sums to gate: True" in text
+    assert "same gate as for the token target ' Mary': True" in text
+    assert "diagonal == curvature: True" in text
+    rhos = re.findall(r"^ *(?:S2 token|names \(IO, S1, S2\)|all but BOS) +(-?[\d.]+)", text, re.M)
+    assert len(rhos) == 3 and all(-1 <= float(rho) <= 1 for rho in rhos)
+    page = (cwd / "out" / "ioi.html").read_text(encoding="utf-8")
+    assert "Gate by head" in page and "Curvature interactions" in page
+    [result] = viz.results_from_html(page)
+    assert isinstance(result, HetaResult) and result.target_kind == "contrast"
+    assert result.gate_by_head is not None and result.interactions is not None
+    assert _pngs(notebook) == 2
     _check_clean(notebook)
 
 
