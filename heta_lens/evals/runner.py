@@ -29,7 +29,7 @@ from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
 from heta_lens.evals.lifecycle import exit_with_parent, sigterm_raises, terminate
 from heta_lens.evals.methods import resolve_method
-from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.settings import EvalSettings, stored_defaults
 from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
 
 ModelLoader = Callable[[], nn.Module]
@@ -61,15 +61,19 @@ def _check_run_file(out: Path, settings: EvalSettings) -> None:
     wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
         stored = json.loads(path.read_text())
-        # A setting added after the run was stored counts as its default value.
-        defaults = json.loads(json.dumps(EvalSettings(dataset="", model="").to_dict()))
-        stored_settings = {**defaults, **stored.get("settings", {})}
+        # A setting added after the run was stored counts as its default (protocol: legacy).
+        stored_settings = {**stored_defaults(), **stored.get("settings", {})}
         diff = sorted(
             k for k in set(wanted) | set(stored_settings) if wanted.get(k) != stored_settings.get(k)
         )
         if diff:
+            hint = (
+                f" (it was computed under --protocol {stored_settings['protocol']})"
+                if "protocol" in diff
+                else ""
+            )
             raise ValueError(
-                f"{out} holds a run with different settings ({', '.join(diff)}); "
+                f"{out} holds a run with different settings ({', '.join(diff)}){hint}; "
                 "resume with the same options or choose another --out"
             )
         return
