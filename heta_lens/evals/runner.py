@@ -56,7 +56,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return list(methods)
 
 
-def _check_run_file(out: Path, settings: EvalSettings) -> None:
+def check_run_file(out: Path, settings: EvalSettings) -> None:
     path = out / "run.json"
     wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
@@ -129,7 +129,7 @@ def run_eval(
     methods = check_methods(methods)
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
-    _check_run_file(out, settings)
+    check_run_file(out, settings)
     todo = pending_items(instances, methods, done_keys(out))
     total = sum(len(i.targets) for i in instances)
     bar = tqdm(
