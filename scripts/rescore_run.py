@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("run", type=Path, help="the stored run directory")
     parser.add_argument("out", type=Path, help="the new run directory")
     parser.add_argument("--protocol", default=None, help="legacy | standard (default: the run's)")
