@@ -29,7 +29,7 @@ from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
 from heta_lens.evals.lifecycle import exit_with_parent, sigterm_raises, terminate
 from heta_lens.evals.methods import resolve_method
-from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.settings import EvalSettings, stored_defaults
 from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
 
 ModelLoader = Callable[[], nn.Module]
@@ -56,20 +56,24 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return list(methods)
 
 
-def _check_run_file(out: Path, settings: EvalSettings) -> None:
+def check_run_file(out: Path, settings: EvalSettings) -> None:
     path = out / "run.json"
     wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
         stored = json.loads(path.read_text())
-        # A setting added after the run was stored counts as its default value.
-        defaults = json.loads(json.dumps(EvalSettings(dataset="", model="").to_dict()))
-        stored_settings = {**defaults, **stored.get("settings", {})}
+        # A setting added after the run was stored counts as its default (protocol: legacy).
+        stored_settings = {**stored_defaults(), **stored.get("settings", {})}
         diff = sorted(
             k for k in set(wanted) | set(stored_settings) if wanted.get(k) != stored_settings.get(k)
         )
         if diff:
+            hint = (
+                f" (it was computed under --protocol {stored_settings['protocol']})"
+                if "protocol" in diff
+                else ""
+            )
             raise ValueError(
-                f"{out} holds a run with different settings ({', '.join(diff)}); "
+                f"{out} holds a run with different settings ({', '.join(diff)}){hint}; "
                 "resume with the same options or choose another --out"
             )
         return
@@ -125,7 +129,7 @@ def run_eval(
     methods = check_methods(methods)
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
-    _check_run_file(out, settings)
+    check_run_file(out, settings)
     todo = pending_items(instances, methods, done_keys(out))
     total = sum(len(i.targets) for i in instances)
     bar = tqdm(
