@@ -213,8 +213,8 @@ def run_suite(
     Args:
         settings: The run (``heta-lens eval``'s flags are its fields).
         model: The model, already loaded (default: ``loader()``).
-        loader: Loads the model (in each worker process when ``settings.workers > 1``;
-            picklable); default :func:`heta_lens.load_model` of ``settings.model``,
+        loader: Loads the model (in each worker process when ``settings.workers > 1``, in
+            each Ray actor with ``settings.runner == "ray"``; picklable); default :func:`heta_lens.load_model` of ``settings.model``,
             ``settings.backend``, ``settings.device`` and ``settings.dtype``.
         progress: Show progress bars (dataset loading and the run).
         log: Receives the run's progress lines (instance counts, files written).
@@ -252,6 +252,7 @@ def run_suite(
             workers=settings.workers,
             model=evaluated,
             progress=progress,
+            ray=settings.ray_options(),
         )
         rows = select_rows(rows, instances, methods)
         summaries = summarize(rows, seed=settings.seed)
