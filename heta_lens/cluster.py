@@ -96,16 +96,20 @@ class RayOptions:
             raise ValueError("max_item_retries must be >= 0 and stall_timeout > 0")
 
 
+class RayMissingError(ImportError):
+    """``--runner ray`` without Ray installed (the message names the ``ray`` extra)."""
+
+
 def import_ray() -> Any:
     """The ``ray`` module.
 
     Raises:
-        ImportError: Ray is not installed (the message names the ``ray`` extra).
+        RayMissingError: Ray is not installed (an ``ImportError`` naming the ``ray`` extra).
     """
     try:
         import ray
     except ImportError as err:
-        raise ImportError(RAY_EXTRA) from err
+        raise RayMissingError(RAY_EXTRA) from err
     return ray
 
 

@@ -73,8 +73,8 @@ def run_items_ray(
     ]
     work = functools.partial(eval_item, methods=tuple(methods), settings=settings)
     with (
-        sigterm_raises(),
         ray_session(options.address),
+        sigterm_raises(),  # after ray.init, which installs its own SIGTERM handler
         RowWriter(out / "rows.jsonl") as writer,
     ):
         for _, rows in ray_map(load_model, work, items, options):

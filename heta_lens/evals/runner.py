@@ -4,12 +4,12 @@ Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun w
 ``--out`` skips every row already there, so a killed run (even ``kill -9``) resumes and ends
 with the same table. ``run.json`` records the settings; resuming under different settings is
 refused (the numbers would mix); the runner is not part of the settings, so a run moves
-between the local runner and Ray (:mod:`heta_lens.evals.ray_runner`). ``workers > 1`` hands the (instance, target) items, in dataset
-order, one at a time to spawned processes that each load the model once, write their own
-``rows-<k>.jsonl`` and share the machine's threads (no static shards: no core idles while
-items remain, and a partial run covers a prefix of the dataset). Stopping the
-parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker stops every worker
-(:mod:`heta_lens.evals.lifecycle`).
+between the local runner and Ray (:mod:`heta_lens.evals.ray_runner`). ``workers > 1`` hands
+the (instance, target) items, in dataset order, one at a time to spawned processes that each
+load the model once, write their own ``rows-<k>.jsonl`` and share the machine's threads (no
+static shards: no core idles while items remain, and a partial run covers a prefix of the
+dataset). Stopping the parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker
+stops every worker (:mod:`heta_lens.evals.lifecycle`).
 """
 
 import atexit

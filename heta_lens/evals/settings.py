@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from heta_lens.config import HetaConfig
 from heta_lens.cluster import RUNNERS, RayOptions, ray_address_flag, ray_cpus_flag, runner_flag
+from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
 from heta_lens.evals.metrics.causal import check_corruption
@@ -250,7 +250,7 @@ class SuiteSettings:
         help="decoding suite: the paper's 162-point grid, or 9 points (temperature × top-p)",
     )
     plots: bool = flag(True, name="--no-plots", help="do not write PNG figures next to the summary")
-    workers: int = flag(1, help="processes, or Ray workers with --runner ray (each loads the model)")
+    workers: int = flag(1, help="processes, or Ray workers with --runner ray (each loads a model)")
     threads: int | None = flag(None, help="torch threads (1 worker)")
     runner: str = runner_flag()
     ray_address: str | None = ray_address_flag()

@@ -19,18 +19,19 @@ from heta_lens.evals.runner import run_eval
 from heta_lens.evals.store import ROWS_GLOB, read_rows
 from heta_lens.testing import tiny_bridge
 from tests.unit.evals.test_lifecycle import wait_until
-from tests.unit.evals.test_runner import METHODS, SETTINGS, _comparable
+from tests.unit.evals.test_runner import SETTINGS, _comparable
 
 pytestmark = [pytest.mark.ray, pytest.mark.bridge]
 
 ROOT = Path(__file__).resolve().parents[3]
+METHODS = ["heta", "occlusion"]  # HETA (1 probe) and a baseline: rows with every metric
 STORE = 80 * 1024**2  # object store per node: results are a few KB of rows
 # Both nodes run on this machine. (Ray maps a loopback address to the host's own interface
 # address when a driver connects, so the nodes keep Ray's default address of this host.)
 NODE = {"num_cpus": 1, "object_store_memory": STORE}
 
 
-def instances(n: int = 8) -> list[EvalInstance]:
+def instances(n: int = 6) -> list[EvalInstance]:
     """``n`` toy instances, two targets each (enough items that a kill lands mid-run)."""
     return [
         EvalInstance(
@@ -72,7 +73,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory):
-    """The rows of the local runner (in-process, one thread) for :func:`instances`."""
+    """The rows of the local runner (in-process, one thread: OMP_NUM_THREADS=1 as in CI, and a
+    Ray worker with one CPU runs one torch thread) for :func:`instances`."""
     out = tmp_path_factory.mktemp("local")
     return run_eval(
         tiny_bridge, instances(), methods=METHODS, settings=SETTINGS, out=out, progress=False
@@ -104,7 +106,7 @@ def test_ray_rows_equal_the_local_rows(cluster, local_rows, tmp_path):
         progress=False,
         ray=options,
     )
-    assert len(local_rows) == 8 * 2 * (len(METHODS) + 1)
+    assert len(local_rows) == 6 * 2 * (len(METHODS) + 1)
     assert _comparable(rows) == _comparable(local_rows)  # exact: same seeds, same threads
     assert [p.name for p in tmp_path.glob(ROWS_GLOB)] == ["rows.jsonl"]  # one writer
     assert set(_line_counts(tmp_path).values()) == {1}
@@ -172,7 +174,8 @@ from heta_lens.cluster import RayOptions
 from heta_lens.evals.runner import run_eval
 from heta_lens.testing import tiny_bridge
 from tests.unit.evals.test_ray_runner import instances
-from tests.unit.evals.test_runner import METHODS, SETTINGS
+from tests.unit.evals.test_ray_runner import METHODS
+from tests.unit.evals.test_runner import SETTINGS
 run_eval(tiny_bridge, instances(40), methods=METHODS, settings=SETTINGS, out=Path(sys.argv[1]),
          progress=False, ray=RayOptions(address=sys.argv[2], workers=2))
 """
@@ -196,8 +199,8 @@ def test_sigterm_stops_the_driver_and_the_run_resumes_locally(cluster, local_row
     assert 0 < len(partial) < total
     assert set(_line_counts(tmp_path).values()) == {1}
     resumed = run_eval(  # the first 8 instances, locally: what Ray did is not redone
-        tiny_bridge, instances(8), methods=METHODS, settings=SETTINGS, out=tmp_path, progress=False
+        tiny_bridge, instances(), methods=METHODS, settings=SETTINGS, out=tmp_path, progress=False
     )
-    first = {i.uid for i in instances(8)}
+    first = {i.uid for i in instances()}
     assert _comparable([r for r in resumed if r["uid"] in first]) == _comparable(local_rows)
     assert set(_line_counts(tmp_path).values()) == {1}
