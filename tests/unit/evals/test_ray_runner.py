@@ -1,6 +1,7 @@
 """The eval runner on a real two-node Ray cluster (loopback): rows equal the local runner's,
 a killed worker node loses nothing, a run resumes across runners, SIGTERM stops the driver."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from heta_lens.cluster import RayOptions
 from heta_lens.evals.datasets import EvalInstance
@@ -18,17 +20,15 @@ from heta_lens.evals.lifecycle import SIGTERM_EXIT
 from heta_lens.evals.runner import run_eval
 from heta_lens.evals.store import ROWS_GLOB, read_rows
 from heta_lens.testing import tiny_bridge
+from tests.unit import ray_cluster
 from tests.unit.evals.test_lifecycle import wait_until
 from tests.unit.evals.test_runner import SETTINGS, _comparable
 
 pytestmark = [pytest.mark.ray, pytest.mark.bridge]
+cluster = ray_cluster.cluster  # the two-node cluster fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 METHODS = ["heta", "occlusion"]  # HETA (1 probe) and a baseline: rows with every metric
-STORE = 80 * 1024**2  # object store per node: results are a few KB of rows
-# Both nodes run on this machine. (Ray maps a loopback address to the host's own interface
-# address when a driver connects, so the nodes keep Ray's default address of this host.)
-NODE = {"num_cpus": 1, "object_store_memory": STORE}
 
 
 def instances(n: int = 6) -> list[EvalInstance]:
@@ -46,53 +46,27 @@ def instances(n: int = 6) -> list[EvalInstance]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A head and a second node, one CPU each, on this machine; workers import this checkout."""
-    from ray.cluster_utils import Cluster
-
-    saved = dict(os.environ)
-    os.environ.update(
-        RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"
-    )  # inherited by the nodes' processes
-    head = {
-        **NODE,
-        "include_dashboard": False,
-        # A killed node is declared dead after ~1.5 s instead of ~30 s.
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
-    }
-    nodes = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        nodes.add_node(**NODE)
-        nodes.wait_for_nodes()
-        yield nodes
-    finally:
-        nodes.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
 def local_rows(tmp_path_factory):
     """The rows of the local runner (in-process, one thread: OMP_NUM_THREADS=1 as in CI, and a
     Ray worker with one CPU runs one torch thread) for :func:`instances`."""
     out = tmp_path_factory.mktemp("local")
-    return run_eval(
-        tiny_bridge, instances(), methods=METHODS, settings=SETTINGS, out=out, progress=False
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_eval(
+            tiny_bridge, instances(), methods=METHODS, settings=SETTINGS, out=out, progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _line_counts(out: Path) -> Counter[str]:
+    """How many lines of ``out``'s row files hold each key (a row written twice counts 2)."""
     keys: Counter[str] = Counter()
     for path in out.glob(ROWS_GLOB):
-        for row in read_rows_file(path):
-            keys[row["key"]] += 1
+        for line in path.read_text().splitlines():
+            keys[json.loads(line)["key"]] += 1
     return keys
-
-
-def read_rows_file(path: Path):
-    import json
-
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_ray_rows_equal_the_local_rows(cluster, local_rows, tmp_path):

@@ -1,0 +1,52 @@
+"""attribute_many_ray on a real two-node Ray cluster: the same file and results as the local
+attribute_many, and a file started locally is finished on Ray."""
+
+import json
+
+import pytest
+import torch
+
+from heta_lens import attribute_many
+from heta_lens.batch import read_lines
+from heta_lens.batch_ray import attribute_many_ray
+from heta_lens.cluster import RayOptions
+from heta_lens.testing import tiny_bridge
+from tests.unit import ray_cluster
+from tests.unit.test_batch import RECORDS
+
+pytestmark = [pytest.mark.ray, pytest.mark.bridge]
+cluster = ray_cluster.cluster  # the two-node cluster fixture
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The local runner's output lines and results (one torch thread, as a 1-CPU worker)."""
+    out = tmp_path_factory.mktemp("local") / "r.jsonl"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = list(attribute_many(tiny_bridge(), RECORDS, out=out, progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    return read_lines(out), results
+
+
+def test_ray_gives_the_local_file_and_results(cluster, local, tmp_path):
+    lines, results = local
+    out = tmp_path / "r.jsonl"
+    options = RayOptions(address=cluster.address, workers=2)
+    got = list(attribute_many_ray(tiny_bridge, RECORDS, options=options, out=out, progress=False))
+    assert read_lines(out) == lines  # same lines, by key (written in completion order)
+    assert out.read_text().count("\n") == len(RECORDS)
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in results]  # input order
+
+
+def test_a_file_started_locally_is_finished_on_ray(cluster, local, tmp_path):
+    lines, _ = local
+    out = tmp_path / "r.jsonl"
+    list(attribute_many(tiny_bridge(), RECORDS[:2], out=out, progress=False))
+    options = RayOptions(address=cluster.address, workers=2)
+    list(attribute_many_ray(tiny_bridge, RECORDS, options=options, out=out, progress=False))
+    assert read_lines(out) == lines
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert sorted(keys) == sorted(lines)  # the two local lines were not recomputed
