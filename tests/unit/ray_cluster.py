@@ -1,9 +1,15 @@
-"""A real two-node Ray cluster on this machine for the tests marked ``ray``."""
+"""A real two-node Ray cluster on this machine for the tests marked ``ray``.
+
+One per pytest process: the ``cluster`` fixture (``tests/conftest.py``) is session-scoped, and
+the ``ray`` tests share the xdist group ``ray``, so ``scripts/test.sh`` (``--dist loadgroup``)
+runs them all on one xdist worker.
+"""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE = 80 * 1024**2  # object store per node: results are a few KB of rows
@@ -12,8 +18,8 @@ STORE = 80 * 1024**2  # object store per node: results are a few KB of rows
 NODE = {"num_cpus": 1, "object_store_memory": STORE}
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextmanager
+def two_node_cluster() -> Iterator[Any]:
     """A head and a second node, one CPU each; their workers import this checkout, offline."""
     from ray.cluster_utils import Cluster
 

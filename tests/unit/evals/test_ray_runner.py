@@ -20,12 +20,11 @@ from heta_lens.evals.lifecycle import SIGTERM_EXIT
 from heta_lens.evals.runner import run_eval
 from heta_lens.evals.store import ROWS_GLOB, read_rows
 from heta_lens.testing import tiny_bridge
-from tests.unit import ray_cluster
 from tests.unit.evals.test_lifecycle import wait_until
 from tests.unit.evals.test_runner import SETTINGS, _comparable
 
-pytestmark = [pytest.mark.ray, pytest.mark.bridge]
-cluster = ray_cluster.cluster  # the two-node cluster fixture
+# `cluster` (tests/conftest.py): one two-node Ray cluster for every `ray` test of the session.
+pytestmark = [pytest.mark.ray, pytest.mark.bridge, pytest.mark.xdist_group("ray")]
 
 ROOT = Path(__file__).resolve().parents[3]
 METHODS = ["heta", "occlusion"]  # HETA (1 probe) and a baseline: rows with every metric
