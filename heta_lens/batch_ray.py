@@ -11,6 +11,7 @@ the results are yielded in input order.
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ def _run(
     work = functools.partial(_line, aggregate=aggregate)
     following = 0
     try:
-        with ray_session(options.address), sigterm_raises():  # after ray.init's handler
+        with ray_session(options.address) if todo else nullcontext(), sigterm_raises():
+            # (sigterm_raises after ray.init, which installs its own SIGTERM handler)
             for k, line in ray_map(load_model, work, [plan[i] for i in todo], options):
                 if writer is not None:
                     writer.write(line)
@@ -98,7 +100,7 @@ def _run(
                 while following in lines:  # yield what is ready, in input order
                     yield from_dict(lines.pop(following)["result"])
                     following += 1
-        while following in lines:  # every record was already in `out`
+        while following in lines:  # records of `out` after the last one computed
             yield from_dict(lines.pop(following)["result"])
             following += 1
     finally:

@@ -61,6 +61,8 @@ def run_items_ray(
         ImportError: Ray is not installed.
         RuntimeError: An item's worker died too often, or no worker could start.
     """
+    if not todo:
+        return  # nothing left: no cluster needed
     done = done_keys(out)
     names = (*methods, RANDOM)
     items: list[RayItem] = [
