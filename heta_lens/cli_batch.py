@@ -70,12 +70,12 @@ def check_batch_arguments(args: argparse.Namespace) -> None:
     Raises:
         ValueError: ``--input`` without ``--out`` or with TEXT or a one-prompt flag, ``--out``
             without ``--input``, neither TEXT nor ``--input``, or ``--runner ray`` without
-            ``--input`` (or ``--ray-address`` without ``--runner ray``).
+            ``--input`` (or ``--ray-address`` or ``--workers`` without ``--runner ray``).
         RayMissingError: ``--runner ray`` without Ray installed.
     """
     runner = from_flags(RunnerOptions, args)
-    if runner.ray_address is not None and runner.runner != "ray":
-        raise ValueError("--ray-address goes with --runner ray")
+    if runner.runner != "ray" and (runner.ray_address is not None or runner.workers != 1):
+        raise ValueError("--ray-address and --workers go with --runner ray")
     if runner.runner == "ray":
         if args.input is None:
             raise ValueError("--runner ray runs many prompts: give --input FILE.jsonl and --out")

@@ -9,6 +9,7 @@ import torch
 from heta_lens import attribute_many
 from heta_lens.batch import read_lines
 from heta_lens.batch_ray import attribute_many_ray
+from heta_lens.cli import main
 from heta_lens.cluster import RayOptions
 from heta_lens.testing import tiny_bridge
 from tests.unit.test_batch import RECORDS
@@ -50,3 +51,20 @@ def test_a_file_started_locally_is_finished_on_ray(cluster, local, tmp_path):
     assert read_lines(out) == lines
     keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
     assert sorted(keys) == sorted(lines)  # the two local lines were not recomputed
+
+
+def test_the_cli_runs_on_ray_into_the_local_file(cluster, model_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:3]))
+    common = ["attribute", "--input", str(prompts), "--model", str(model_dir)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a 1-CPU Ray worker
+    try:
+        assert main([*common, "--out", str(tmp_path / "local.jsonl")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ray = ["--runner", "ray", "--ray-address", cluster.address, "--workers", "2"]
+    assert main([*common, "--out", str(tmp_path / "ray.jsonl"), *ray]) == 0
+    local, on_ray = read_lines(tmp_path / "local.jsonl"), read_lines(tmp_path / "ray.jsonl")
+    assert len(local) == 3
+    assert json.dumps(on_ray, sort_keys=True) == json.dumps(local, sort_keys=True)

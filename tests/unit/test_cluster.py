@@ -55,7 +55,8 @@ def test_the_cli_says_to_install_the_extra(no_ray, argv, capsys):  # noqa: ARG00
     ("argv", "message"),
     [
         (["attribute", "text", "--runner", "ray"], "--runner ray runs many prompts"),
-        (["attribute", "text", "--ray-address", "h:1"], "--ray-address goes with --runner ray"),
+        (["attribute", "text", "--ray-address", "h:1"], "--workers go with --runner ray"),
+        (["attribute", "text", "--workers", "2"], "--workers go with --runner ray"),
         (["eval", "curated", "--ray-address", "h:1"], "--ray-address goes with --runner ray"),
         (["eval", "curated", "--runner", "spark"], "invalid choice"),
     ],
