@@ -90,12 +90,14 @@ def test_a_killed_worker_node_loses_nothing(cluster, local_rows, tmp_path):
     raylet = worker_node.all_processes["raylet"][0].process
     rows_file = tmp_path / "rows.jsonl"
     killed = threading.Event()
+    rows_at_kill: list[int] = []
 
     def kill_after_first_rows() -> None:
         if wait_until(lambda: rows_file.exists() and rows_file.stat().st_size > 0, 120):
             # The raylet and its worker processes (the actor among them), by pid.
             for pid in [*_children(raylet.pid), raylet.pid]:
                 os.kill(pid, signal.SIGKILL)
+            rows_at_kill.append(rows_file.read_text().count("\n"))
             killed.set()
 
     killer = threading.Thread(target=kill_after_first_rows)
@@ -113,6 +115,7 @@ def test_a_killed_worker_node_loses_nothing(cluster, local_rows, tmp_path):
     finally:
         killer.join()
     assert killed.is_set()
+    assert rows_at_kill[0] < len(local_rows)  # killed mid-run, items still in flight or queued
     assert _comparable(rows) == _comparable(local_rows)
     assert _line_counts(tmp_path) == Counter({r["key"]: 1 for r in local_rows})
 
