@@ -3,12 +3,13 @@
 Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun with the same
 ``--out`` skips every row already there, so a killed run (even ``kill -9``) resumes and ends
 with the same table. ``run.json`` records the settings; resuming under different settings is
-refused (the numbers would mix). ``workers > 1`` hands the (instance, target) items, in dataset
-order, one at a time to spawned processes that each load the model once, write their own
-``rows-<k>.jsonl`` and share the machine's threads (no static shards: no core idles while
-items remain, and a partial run covers a prefix of the dataset). Stopping the
-parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker stops every worker
-(:mod:`heta_lens.evals.lifecycle`).
+refused (the numbers would mix); the runner is not part of the settings, so a run moves
+between the local runner and Ray (:mod:`heta_lens.evals.ray_runner`). ``workers > 1`` hands
+the (instance, target) items, in dataset order, one at a time to spawned processes that each
+load the model once, write their own ``rows-<k>.jsonl`` and share the machine's threads (no
+static shards: no core idles while items remain, and a partial run covers a prefix of the
+dataset). Stopping the parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker
+stops every worker (:mod:`heta_lens.evals.lifecycle`).
 """
 
 import atexit
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from heta_lens.cluster import RayOptions
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
 from heta_lens.evals.lifecycle import exit_with_parent, sigterm_raises, terminate
@@ -106,6 +108,7 @@ def run_eval(
     workers: int = 1,
     model: nn.Module | None = None,
     progress: bool = True,
+    ray: RayOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``methods`` on every target of ``instances``, resuming from ``out``.
 
@@ -119,12 +122,15 @@ def run_eval(
         workers: Processes (each loads its own model copy).
         model: An already-loaded model to use in-process.
         progress: Show a tqdm bar (with ETA) over (instance, target) pairs.
+        ray: Run the items on a Ray cluster instead (:mod:`heta_lens.evals.ray_runner`;
+            ``workers`` and ``model`` are then unused: the actors load their own models).
 
     Returns:
         Every row in ``out`` (including rows of earlier runs).
 
     Raises:
         ValueError: Bad methods, ``workers < 1``, or ``out`` holds a run with other settings.
+        ImportError: ``ray`` given but Ray is not installed.
     """
     methods = check_methods(methods)
     if workers < 1:
@@ -140,7 +146,13 @@ def run_eval(
         disable=not progress,
     )
     try:
-        if workers == 1 or len(todo) <= 1:
+        if ray is not None:
+            from heta_lens.evals.ray_runner import run_items_ray
+
+            run_items_ray(
+                load_model, todo, methods=methods, settings=settings, out=out, options=ray, bar=bar
+            )
+        elif workers == 1 or len(todo) <= 1:
             _run_shard(
                 model or load_model(),
                 todo,

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from heta_lens.cluster import RUNNERS, RayOptions, ray_address_flag, ray_cpus_flag, runner_flag
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
@@ -204,8 +205,11 @@ class SuiteSettings:
         matched_fraction: The ``matched`` control's effective fraction of tokens.
         grid: Decoding suite: the full 162-point sampling grid or 9 points.
         plots: Write PNG figures next to the summary.
-        workers: Processes (each loads the model).
+        workers: Processes, or Ray actors with ``runner="ray"`` (each loads the model).
         threads: Torch threads of an in-process run (``None``: leave as is).
+        runner: ``local`` (this machine) or ``ray`` (:mod:`heta_lens.evals.ray_runner`).
+        ray_address: Head of a Ray cluster (``None``: start a one-machine Ray).
+        ray_cpus: CPUs (torch threads) each Ray actor reserves.
     """
 
     dataset: str = positional(
@@ -294,8 +298,11 @@ class SuiteSettings:
         help="decoding suite: the paper's 162-point grid, or 9 points (temperature × top-p)",
     )
     plots: bool = flag(True, name="--no-plots", help="do not write PNG figures next to the summary")
-    workers: int = flag(1, help="processes (each loads the model)")
+    workers: int = flag(1, help="processes, or Ray workers with --runner ray (each loads a model)")
     threads: int | None = flag(None, help="torch threads (1 worker)")
+    runner: str = runner_flag()
+    ray_address: str | None = ray_address_flag()
+    ray_cpus: int = ray_cpus_flag()
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS and self.dataset not in SUITES:
@@ -305,6 +312,10 @@ class SuiteSettings:
             raise ValueError("--on selects the dataset of a suite (causal, robustness)")
         if self.on is not None and self.on not in DATASETS:
             raise ValueError(f"unknown dataset {self.on!r}; valid: {', '.join(DATASETS)}")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"unknown runner {self.runner!r}; valid: {', '.join(RUNNERS)}")
+        if self.ray_address is not None and self.runner != "ray":
+            raise ValueError("--ray-address goes with --runner ray")
         if self.suite == "decoding" and self.dataset_name not in SEQUENCE_DATASETS:
             raise ValueError("the decoding suite runs on a sequence dataset: tellmewhy, wikitext")
 
@@ -336,6 +347,14 @@ class SuiteSettings:
         if self.metrics is not None:
             return self.metrics
         return SUITES[self.suite][1] if self.suite else DEFAULT_METRICS
+
+    def ray_options(self) -> RayOptions | None:
+        """The Ray workers of a ``runner="ray"`` run (``None`` for the local runner)."""
+        if self.runner != "ray":
+            return None
+        return RayOptions(
+            address=self.ray_address, workers=self.workers, cpus=self.ray_cpus, device=self.device
+        )
 
     def eval_settings(self) -> EvalSettings:
         """The settings that fix the run's numbers (validated; stored in ``run.json``)."""

@@ -46,6 +46,9 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "plots": True,  # --no-plots
     "workers": 1,
     "threads": None,
+    "runner": "local",  # added with issue 26 (Ray)
+    "ray_address": None,
+    "ray_cpus": 1,
 }
 
 
