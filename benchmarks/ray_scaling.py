@@ -48,6 +48,7 @@ def timed(label: str, n_items: int, **kwargs) -> tuple[str, float]:
         rows = run_eval(methods=METHODS, settings=SETTINGS, out=Path(out), progress=False, **kwargs)
         seconds = time.perf_counter() - start
     assert len(rows) == n_items * (len(METHODS) + 1), label
+    print(f"| {label} | {seconds:.1f} | {60 * n_items / seconds:.1f} |", flush=True)
     return label, seconds
 
 
@@ -61,6 +62,12 @@ def main() -> None:
     data = instances(args.items, args.length)
     n = 2 * len(data)
     common = {"load_model": loader, "instances": data}
+    print(
+        f"{n} items ({len(data)} instances × 2 targets, {args.length} tokens, model "
+        f"{args.model}, methods {','.join(METHODS)}), cpu_count {os.cpu_count()}\n",
+        flush=True,
+    )
+    print("| runner | wall s | items/min |\n|---|---:|---:|", flush=True)
     results = [
         timed("local, 1 process (in-process model)", n, **common, workers=1),
         timed("local pool, 2 processes", n, **common, workers=2),
@@ -76,14 +83,9 @@ def main() -> None:
             results.append(timed(label, n, **common, ray=options))
     finally:
         ray.shutdown()
-    print(
-        f"{n} items ({len(data)} instances × 2 targets, {args.length} tokens, model "
-        f"{args.model}, methods {','.join(METHODS)}), cpu_count {os.cpu_count()}, "
-        f"Ray start {ray_start:.1f} s (not included)\n"
-    )
-    print("| runner | wall s | items/min |\n|---|---:|---:|")
+    print(f"\nRay start {ray_start:.1f} s (not included); ratios to the 1-process local run:")
     for label, seconds in results:
-        print(f"| {label} | {seconds:.1f} | {60 * n / seconds:.1f} |")
+        print(f"  {label}: {results[0][1] / seconds:.2f}x")
 
 
 if __name__ == "__main__":
