@@ -158,16 +158,22 @@ class Information:
             reruns at its first masked position on top of the unmasked prefix's key/value cache
             (self-checked per model, :mod:`heta_lens.hooks.fastpath`); ``"batched"`` reruns the
             whole prefix for every copy.
-        chunk: Masked copies per batched forward.
+        chunk: Masked copies per batched forward (at most; fewer when ``memory_gb`` asks).
+        memory_gb: Activation-memory budget for one batched forward of masked copies: long
+            inputs run fewer than ``chunk`` copies at a time
+            (:func:`heta_lens.information.rerun_chunk`; same numbers up to round-off).
     """
 
     mask: str = "zero"
     strategy: KlStrategy = "prefix"
     chunk: int = 16
+    memory_gb: float = 2.0
 
     def __post_init__(self) -> None:
         _one_of("KL strategy", self.strategy, ("batched", "prefix"))
         _at_least_one(chunk=self.chunk)
+        if self.memory_gb <= 0:
+            raise ValueError(f"memory_gb must be > 0; got {self.memory_gb}")
 
 
 @dataclass(frozen=True, kw_only=True)
