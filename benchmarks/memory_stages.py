@@ -10,7 +10,8 @@ warm-up. The parent polls the worker's RSS every 0.2 s and kills it past ``--max
 (the machine is shared). Stages, each the one :class:`heta_lens.components.ComponentCache`
 call of the ``fast`` preset: ``gate`` (the attention capture and the rollout gate),
 ``curvature`` (row-block, 8 probes, chunk from ``--hvp-memory-gb``), ``info`` (masked reruns,
-prefix strategy, zero mask), ``all`` (the whole attribution of ``--preset``).
+prefix strategy, zero mask), ``rerun`` (only the largest masked-rerun forward:
+``--mask-chunk`` copies of the whole prefix), ``all`` (the whole attribution of ``--preset``).
 """
 
 import argparse
@@ -57,6 +58,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 return cache.gate(config)
             if args.stage == "curvature":
                 return cache.curvature(config)
+            if args.stage == "rerun":
+                return one_rerun_chunk(adapter, req, args.mask_chunk or rerun_size(adapter, req))
             return cache.information(config)
 
     run(ids[:WARMUP])
@@ -75,6 +78,28 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "peak_gb": round(peak, 3),
         "loaded_gb": round(loaded, 3),
     }
+
+
+def rerun_size(adapter: Any, req: Any) -> int:
+    """Copies per masked-rerun forward as this checkout's heta_lens sizes them (16 before
+    :func:`heta_lens.information.rerun_chunk` existed)."""
+    import heta_lens.information as info
+    from heta_lens.config import Information
+
+    if not hasattr(info, "rerun_chunk"):
+        return 16
+    n = int(req.run_ids.numel())
+    return info.rerun_chunk(adapter, n=n, chunk=16, memory_gb=Information().memory_gb)
+
+
+def one_rerun_chunk(adapter: Any, req: Any, chunk: int) -> torch.Tensor:
+    """The largest forward of the masked reruns: ``chunk`` zero-masked copies of the whole
+    prefix (the prefix strategy's first chunk, masked from position 0, has no cache)."""
+    x = adapter.embed(req.prefix[None])[0]
+    copies = x.expand(chunk, -1, -1).clone()
+    copies[torch.arange(chunk), torch.arange(chunk)] = 0.0
+    with torch.no_grad():
+        return adapter.last_log_probs(req.prefix[None].expand(chunk, -1), copies)
 
 
 def rss_gb(pid: int) -> float:
@@ -99,6 +124,8 @@ def run_one(args: argparse.Namespace, stage: str, length: int) -> dict[str, Any]
         command += ["--hvp-chunk", str(args.hvp_chunk)]
     if args.n_probes is not None:
         command += ["--n-probes", str(args.n_probes)]
+    if args.mask_chunk is not None:
+        command += ["--mask-chunk", str(args.mask_chunk)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = 0.0
     while proc.poll() is None:
@@ -115,13 +142,14 @@ def run_one(args: argparse.Namespace, stage: str, length: int) -> dict[str, Any]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--lengths", default="256,512,1024")
     parser.add_argument("--stages", default="gate,curvature,info")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hvp-memory-gb", type=float, default=4.0)
     parser.add_argument("--hvp-chunk", type=int, default=None, help="HVPs per double backward")
     parser.add_argument("--n-probes", type=int, default=None, help="curvature probes")
+    parser.add_argument("--mask-chunk", type=int, default=None, help="copies (rerun stage)")
     parser.add_argument("--preset", default="fast", help="the preset whose stages run")
     parser.add_argument("--max-rss-gb", type=float, default=10.0)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

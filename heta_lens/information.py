@@ -164,9 +164,12 @@ def rerun_chunk(adapter: ModelAdapter, *, n: int, chunk: int, memory_gb: float) 
     layer's before the next), about eight activation-sized buffers ``8·n·(d_model + d_mlp)``,
     and the copy's key/value cache over every layer, ``2·n_layers·n_kv_heads·d_head·n`` (the
     prefix path repeats the prefix's cache once per copy). On SmolLM2-135M in float32 this
-    is ≈ 0.7 GB per copy at 2,048 tokens (2 copies in 2 GB) and ≈ 0.06 GB at 512, where
-    the default 16 copies fit: only long inputs change their chunking, which changes the
-    result by round-off only. Raises ``ValueError`` for ``memory_gb <= 0``.
+    is ≈ 0.78 GB per copy at 2,048 tokens (2 copies in the default 2 GB), 0.25 GB at 1,024
+    (8 copies) and 0.09 GB at 512, where the default 16 copies still fit: only long inputs
+    change their chunking, which changes the result by round-off only.
+
+    Raises:
+        ValueError: ``memory_gb <= 0``.
     """
     if memory_gb <= 0:
         raise ValueError(f"memory_gb must be > 0; got {memory_gb}")
