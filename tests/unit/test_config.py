@@ -118,8 +118,8 @@ EXAMPLES = {
     "beta": 0.7, "gamma": 0.2, "seed": 3, "gate_mode": "attention", "use_gate": False,
     "use_curvature": False, "use_information": False, "normalization": "max", "sink": "keep",
     "mask": "mean", "kl_strategy": "batched", "mask_chunk": 2, "hvp_strategy": "replicate",
-    "hvp_chunk": 4, "hvp_memory_gb": 2.0, "mask_memory_gb": 0.5, "curvature_estimator": "row", "n_probes": 3,
-    "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
+    "hvp_chunk": 4, "hvp_memory_gb": 2.0, "mask_memory_gb": 0.5, "curvature_estimator": "row",
+    "n_probes": 3, "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
     "window_overlap": 0.25, "window_view": "window", "gate_by_head": True, "interactions": True,
 }  # fmt: skip
 NEEDS = {

@@ -53,7 +53,7 @@ def test_layerwise_gate_of_a_span_matches_path_enumeration(model, tokens, mode):
 def test_attribution_never_captures_every_layer_at_once(model, tokens, monkeypatch):
     expected = H.attribute(model, tokens, config=H.HetaConfig(gate_by_head=True))
 
-    def refuse(self, ids):
+    def refuse(*_args: object) -> None:
         raise AssertionError("the gate must not hold every layer's pattern")
 
     monkeypatch.setattr(ModelAdapter, "capture_attention", refuse)
