@@ -8,10 +8,13 @@ a 16-token warm-up. The worker reports its peak RSS (``resource.getrusage``: loa
 weights and the stage) and the stage's time; ``loaded`` is the peak RSS after loading and the
 warm-up. The parent polls the worker's RSS every 0.2 s and kills it past ``--max-rss-gb``
 (the machine is shared). Stages, each the one :class:`heta_lens.components.ComponentCache`
-call of the ``fast`` preset: ``gate`` (the attention capture and the rollout gate),
-``curvature`` (row-block, 8 probes, chunk from ``--hvp-memory-gb``), ``info`` (masked reruns,
-prefix strategy, zero mask), ``rerun`` (only the largest masked-rerun forward:
-``--mask-chunk`` copies of the whole prefix), ``all`` (the whole attribution of ``--preset``).
+call of ``--preset`` (default ``fast``): ``gate`` (attention and the rollout gate),
+``curvature`` (row-block, 8 probes or ``--n-probes``, chunk ``--hvp-chunk`` or from
+``--hvp-memory-gb``), ``info`` (masked reruns, prefix strategy, zero mask), ``rerun`` (only
+the largest masked-rerun forward: ``--mask-chunk`` zero-masked copies of the whole prefix,
+default as many as the imported heta_lens runs per forward), ``all`` (the whole attribution).
+The workers import whichever heta_lens Python finds first (``PYTHONPATH=.`` for this
+checkout; without it, the installed one), which is how before/after were compared.
 """
 
 import argparse
@@ -96,6 +99,7 @@ def one_rerun_chunk(adapter: Any, req: Any, chunk: int) -> torch.Tensor:
     """The largest forward of the masked reruns: ``chunk`` zero-masked copies of the whole
     prefix (the prefix strategy's first chunk, masked from position 0, has no cache)."""
     x = adapter.embed(req.prefix[None])[0]
+    chunk = min(chunk, x.shape[0])
     copies = x.expand(chunk, -1, -1).clone()
     copies[torch.arange(chunk), torch.arange(chunk)] = 0.0
     with torch.no_grad():
