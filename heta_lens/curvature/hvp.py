@@ -168,9 +168,9 @@ def auto_chunk_size(
             f"one Hessian-vector product over {ctx} context tokens needs about "
             f"{(fixed + per) / 2**30:.1f} GB of activations on this model (the double "
             f"backward keeps every layer's attention maps), more than the HVP memory budget "
-            f"of {budget_gb:g} GB (Hvp(memory_gb=...), --hvp-memory-gb). Raise the budget if "
-            "the machine has the memory, or use windows (the 'fast-long' preset: curvature "
-            "over windows of 128 tokens)"
+            f"of {budget_gb:g} GB (Hvp(memory_gb=...), flat keyword hvp_memory_gb). Raise the "
+            "budget if the machine has the memory, or use windows (the 'fast-long' preset: "
+            "curvature over windows of 128 tokens)"
         )
     return max(1, min(max_chunk, int((budget - fixed) // per)))
 
