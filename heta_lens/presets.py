@@ -31,8 +31,8 @@ PRESETS: dict[str, HetaConfig] = {
     # Long inputs: `fast`'s estimator over HETA-WIN's windows (128 tokens, 50% overlap, each
     # seen on its own), so peak memory is that of one window whatever the length. A different
     # quantity from `fast` (each window explains a truncated prediction), for inputs where one
-    # full-length HVP does not fit the HVP budget (past 542 context tokens on SmolLM2 in the
-    # default 4 GB; RESULTS.md §9).
+    # full-length HVP does not fit the HVP budget (on SmolLM2: 542 context tokens fit in 4 GB,
+    # 2,048 need 27.5 GB; RESULTS.md §9).
     "fast-long": HetaConfig(
         curvature=RowBlock(n_probes=8), window=Window(size=128, overlap=0.5, view="window")
     ),

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from heta_lens.config import Curvature, HetaConfig, Hvp, HvpStrategy, LayerSampled
 from heta_lens.curvature.hvp import HvpOperator, auto_chunk_size, embedding_hvp_operator
 from heta_lens.curvature.probes import default_generator, resolve_probes
+from heta_lens.devices import auto_budget_gb
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
 from heta_lens.targets import TargetLike, on_request
@@ -222,7 +223,8 @@ def curvature_on_request(
 
 
 def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp, *, n_layers: int | None = None) -> int:
-    """``hvp.chunk``, or a chunk sized to ``hvp.memory_gb`` for this model and context
+    """``hvp.chunk``, or a chunk sized to ``hvp.memory_gb`` (``None``: the automatic budget of
+    the model's device, :func:`heta_lens.devices.auto_budget_gb`) for this model and context
     (:func:`heta_lens.curvature.hvp.auto_chunk_size`); ``n_layers`` is how many blocks the
     HVPs back-propagate through (default: all).
 
@@ -238,7 +240,7 @@ def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp, *, n_layers: int | 
         d_mlp=adapter.d_mlp,
         ctx=ctx,
         dtype_bytes=torch.finfo(adapter.dtype).bits // 8,
-        budget_gb=hvp.memory_gb,
+        budget_gb=auto_budget_gb(adapter.device) if hvp.memory_gb is None else hvp.memory_gb,
         strategy=hvp.strategy,
     )
 

@@ -122,7 +122,7 @@ def hvp_bytes(
     5 vectors, ``benchmarks/memory_stages.py``; ``benchmarks/RESULTS.md`` §9): measured graph
     0.94 / 2.36 GiB and 0.58 / 1.40 GiB per vector at 256 / 512 tokens, estimated 0.92 / 2.24
     and 0.67 / 1.47 GiB. At 2,047 tokens the estimate is 18.4 GiB of graph and 9.1 GiB per
-    vector; one full-length HVP fits the default 4 GB budget up to 542 context tokens.
+    vector; one full-length HVP fits a 4 GB budget up to 542 context tokens.
     """
     per_layer_graph = 3 * n_heads * ctx * ctx + 12 * ctx * (d_model + d_mlp)
     per_layer_vector = n_heads * ctx * ctx + 10 * ctx * (d_model + d_mlp)

@@ -179,7 +179,7 @@ def test_flat_dict_of_older_versions_is_read():
         "beta": 0.5, "gamma": 0.5, "n_probes": 8, "seed": 0, "mask": "zero",
         "gate_mode": "rollout", "use_gate": True, "use_curvature": True,
         "use_information": True, "normalization": "sum", "sink": "exclude",
-        "hvp_strategy": "batched_grad", "hvp_chunk": None, "hvp_memory_gb": 4.0,
+        "hvp_strategy": "batched_grad", "hvp_chunk": None, "hvp_memory_gb": None,
         "mask_chunk": 16, "kl_strategy": "prefix", "curvature_estimator": "row",
         "lowrank_rank": 64, "lowrank_scope": "block", "layer_k": 4, "window": None,
         "window_overlap": 0.5, "window_view": "prefix",

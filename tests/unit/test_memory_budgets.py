@@ -83,3 +83,38 @@ def test_information_under_a_tight_budget_is_the_same(model, tokens, strategy):
     # float64: batch composition only (the prefix path's chunks also start elsewhere);
     # tests/unit/test_prefix_kl.py bounds the same reorderings at this tolerance
     torch.testing.assert_close(tight.information, loose.information, rtol=1e-10, atol=1e-12)
+
+
+def test_the_default_budget_is_three_quarters_of_the_free_memory(model, tokens, monkeypatch):
+    """``Hvp(memory_gb=None)``: the budget follows the memory free on the device, so the same
+    call runs on a machine with room (same numbers as an explicit chunk) and is refused, model
+    untouched, on one without."""
+    import heta_lens.devices as devices
+
+    assert Hvp().memory_gb is None
+    one = _one_vector_gb(model, tokens.numel() - 1)
+    whole = H.attribute(model, tokens, config=ROW.updated(hvp=Hvp(chunk=4)))
+    monkeypatch.setattr(devices, "free_memory_gb", lambda device: one / 0.75)
+    roomy = H.attribute(model, tokens, config=ROW)
+    assert roomy.curvature is not None and whole.curvature is not None
+    # float64 chunks of 1 vs 4: the bound of test_a_budget_for_one_vector_splits_...
+    torch.testing.assert_close(roomy.curvature, whole.curvature, rtol=1e-10, atol=1e-12)
+    monkeypatch.setattr(devices, "free_memory_gb", lambda device: one / 0.75 / 2)
+    before = snapshot(model)
+    with pytest.raises(HvpBudgetError, match=r"more than the HVP memory budget"):
+        H.attribute(model, tokens, config=ROW)
+    tensors, meta = snapshot(model)
+    assert meta == before[1]
+    assert all(torch.equal(t[2], before[0][name][2]) for name, t in tensors.items())
+
+
+def test_free_memory_is_read_from_the_operating_system_on_cpu():
+    import psutil
+
+    from heta_lens.devices import auto_budget_gb, free_memory_gb
+
+    free = free_memory_gb(torch.device("cpu"))
+    assert 0 < free <= psutil.virtual_memory().total / 2**30
+    assert 0 < auto_budget_gb(torch.device("cpu"), fraction=0.5) <= free
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        auto_budget_gb(torch.device("cpu"), fraction=0.0)
