@@ -28,7 +28,7 @@ typecheck:
 	$(BIN)/pyright
 
 unit:  ## fast tier: tiny random models, float64
-	$(BIN)/python -m pytest tests/unit -n 2
+	$(BIN)/python -m pytest tests/unit -n 2 --dist loadgroup
 
 acceptance:  ## slow tier: real embedded SmolLM2
 	$(BIN)/python -m pytest tests -m slow -n 2

@@ -139,6 +139,29 @@ def attribute_many(
         ValueError: Bad record, two records with one key, unknown method or level, or ``out``
             holds a record's key computed with another method or config or for other content.
     """
+    plan, path, done = plan_many(
+        records, method=method, config=config, out=out, aggregate=aggregate
+    )
+    return _run(model, plan, path, done, aggregate, progress)
+
+
+Plan = list[tuple[Record, MethodSpec, Any]]
+"""Each record with the method and config that compute it."""
+
+
+def plan_many(
+    records: Iterable[Record | Mapping[str, Any]],
+    *,
+    method: str | MethodSpec,
+    config: Any,
+    out: str | Path | None,
+    aggregate: str | None,
+) -> tuple[Plan, Path | None, dict[str, dict[str, Any]]]:
+    """Check the arguments of :func:`attribute_many`: the plan, the output path, done lines.
+
+    Raises:
+        ValueError: As :func:`attribute_many`.
+    """
     spec = get_method(method) if isinstance(method, str) else method
     if aggregate is not None and aggregate not in LEVELS:
         raise ValueError(f"aggregate must be one of {LEVELS}; got {aggregate!r}")
@@ -155,12 +178,39 @@ def attribute_many(
         for record, spec_r, config_r in plan:
             if record.key in done:
                 _check_done(path, record, done[record.key], spec_r, config_r)
-    return _run(model, plan, path, done, aggregate, progress)
+    return plan, path, done
+
+
+def record_line(
+    model: nn.Module, item: tuple[Record, MethodSpec, Any], *, aggregate: str | None
+) -> tuple[AttributionResult, dict[str, Any]]:
+    """Attribute one planned record: its result and its output line (module docstring).
+
+    Raises:
+        ValueError: The record's request does not fit the model (the record's key named).
+    """
+    record, spec, config = item
+    try:
+        tokens, target = record_request(model, record)
+        result = spec(model, tokens, target=target, config=config)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"record {record.key!r}: {err}") from None
+    line: dict[str, Any] = {
+        "key": record.key,
+        "record": record.to_json(),
+        "method": spec.name,
+        "config": config_json(spec.default_config if config is None else config),
+        "result": result.to_dict(),
+    }
+    if aggregate is not None:
+        tokenizer = ModelAdapter(model).tokenizer
+        line["aggregate"] = result.aggregate(aggregate, tokenizer=tokenizer).to_dict()
+    return result, line
 
 
 def _run(
     model: nn.Module,
-    plan: list[tuple[Record, MethodSpec, Any]],
+    plan: Plan,
     path: Path | None,
     done: dict[str, dict[str, Any]],
     aggregate: str | None,
@@ -171,26 +221,12 @@ def _run(
         total=len(plan), initial=initial, desc="records", unit="record", disable=not progress
     )
     writer = None if path is None else RowWriter(path)
-    tokenizer = None if aggregate is None else ModelAdapter(model).tokenizer
     try:
-        for record, spec, config in plan:
-            if record.key in done:
-                yield from_dict(done[record.key]["result"])
+        for item in plan:
+            if item[0].key in done:
+                yield from_dict(done[item[0].key]["result"])
                 continue
-            try:
-                tokens, target = record_request(model, record)
-                result = spec(model, tokens, target=target, config=config)
-            except (ValueError, TypeError) as err:
-                raise type(err)(f"record {record.key!r}: {err}") from None
-            line: dict[str, Any] = {
-                "key": record.key,
-                "record": record.to_json(),
-                "method": spec.name,
-                "config": config_json(spec.default_config if config is None else config),
-                "result": result.to_dict(),
-            }
-            if aggregate is not None:
-                line["aggregate"] = result.aggregate(aggregate, tokenizer=tokenizer).to_dict()
+            result, line = record_line(model, item, aggregate=aggregate)
             if writer is not None:
                 writer.write(line)
             bar.update(1)

@@ -20,10 +20,12 @@ from heta_lens.cli_batch import (
     add_batch_arguments,
     check_batch_arguments,
     cmd_attribute_many,
+    cmd_attribute_many_ray,
     print_groups,
 )
 from heta_lens.cli_demo import add_demo_parser, cmd_demo
 from heta_lens.cli_eval import add_eval_parser, cmd_eval
+from heta_lens.cluster import RayMissingError
 from heta_lens.devices import DeviceOptions
 from heta_lens.flags import add_flags, from_flags
 from heta_lens.hooks import ModelAdapter
@@ -231,6 +233,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_attribute(args: argparse.Namespace) -> int:
     spec = method_spec(args)  # fail on a bad method, preset or flag before loading anything
     check_batch_arguments(args)
+    if args.runner == "ray":
+        return cmd_attribute_many_ray(spec, args)
     start = time.perf_counter()
     where = from_flags(DeviceOptions, args)
     print(
@@ -294,7 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
         return _cmd_attribute(args)
-    except (ValueError, TypeError, FileNotFoundError, ModelNotInstalledError) as error:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        ModelNotInstalledError,
+        RayMissingError,
+    ) as error:
         print(f"heta-lens: error: {error}", file=sys.stderr)
         return 2
 

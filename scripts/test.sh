@@ -9,6 +9,9 @@
 # 3. in .venv-tl4: pytest -m "not hooked and not tutorial and not e2e and not cuda" (TL 4 has
 #    no HookedTransformer; tutorials and the browser test run once, in step 2)
 #
+# Both stages run the `ray` tests (a two-node Ray cluster on this machine, about a minute):
+# `--dist loadgroup` keeps them on one xdist worker, which starts the cluster once.
+#
 # Both stages deselect the `cuda` tests (tests/cuda): CI machines have no GPU, and a CUDA test
 # must fail, not skip, where it cannot run. scripts/device_check.sh runs them on a GPU machine.
 #
@@ -69,9 +72,9 @@ run_stage "ruff format --check" .venv/bin/ruff format --check heta_lens tests sc
 run_stage "pyright" .venv/bin/pyright
 run_stage "docs: API reference (pdoc, warnings are errors)" bash scripts/build_docs.sh
 run_stage "pytest: transformer-lens 3.9 (.venv), full suite" \
-    run_pytest .venv/bin/python -m pytest tests -n 2 "${tl3_marks[@]}" "$@"
+    run_pytest .venv/bin/python -m pytest tests -n 2 --dist loadgroup "${tl3_marks[@]}" "$@"
 run_stage "pytest: transformer-lens 4.3 (.venv-tl4), not hooked" \
-    run_pytest .venv-tl4/bin/python -m pytest tests -n 2 "${tl4_marks[@]}" "$@"
+    run_pytest .venv-tl4/bin/python -m pytest tests -n 2 --dist loadgroup "${tl4_marks[@]}" "$@"
 
 banner "summary"
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -95,3 +95,12 @@ def oracle_tolerance(model) -> dict[str, float]:
     if model_kind(model) == "bridge":
         return {"rtol": 1e-5, "atol": 1e-8}
     return {"rtol": 1e-9, "atol": 1e-10}
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A two-node Ray cluster on this machine (tests marked ``ray``; tests/unit/ray_cluster.py)."""
+    from tests.unit.ray_cluster import two_node_cluster
+
+    with two_node_cluster() as nodes:
+        yield nodes

@@ -23,7 +23,14 @@ from typing import Any, Literal
 
 from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
-from heta_lens.evals.summary import HEADERS, LOG_RATIO_METRICS, per_instance_means
+from heta_lens.evals.summary import (
+    HEADERS,
+    LOG_RATIO_METRICS,
+    is_log_ratio,
+    log_ratio_metrics,
+    per_instance_means,
+)
+from heta_lens.evals.summary import header as title
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +89,7 @@ def compare_methods(
         if name not in methods:
             raise ValueError(f"no rows for method {name!r}; methods in the rows: {methods}")
     for metric in metrics:
-        if metric not in HEADERS:
+        if metric.split("@", 1)[0] not in HEADERS:
             raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(HEADERS)}")
     table = per_instance_means(rows)
     ref = table[reference]
@@ -94,7 +101,7 @@ def compare_methods(
                 continue
             a = [ref[u][metric] for u in uids]
             b = [table[other][u][metric] for u in uids]
-            log_ratio = metric in LOG_RATIO_METRICS
+            log_ratio = is_log_ratio(metric)
             interval = (
                 bootstrap_log_ratio(a, b, n_resamples=n_resamples, seed=seed)
                 if log_ratio
@@ -126,8 +133,8 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
     found = {(c.other, c.metric): c for c in comparisons}
     header = [f"{reference} vs"]
     for metric in metrics:
-        kind = "ln-ratio" if metric in LOG_RATIO_METRICS else "difference"
-        header += [f"{HEADERS[metric].split(' ln-ratio')[0]} ({kind})", "higher"]
+        kind = "ln-ratio" if is_log_ratio(metric) else "difference"
+        header += [f"{title(metric).replace(' ln-ratio', '')} ({kind})", "higher"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for other in others:
         cells = [other]
@@ -149,7 +156,8 @@ def paired_section(
     ``reference`` with every other method, or ``""`` when ``reference`` did not run, ran
     alone, or no Soft metric was computed."""
     methods = {r["method"] for r in rows} - {RANDOM}
-    metrics = [m for m in LOG_RATIO_METRICS if any(m in r["metrics"] for r in rows)]
+    keys = {k for r in rows for k in r["metrics"]}
+    metrics = [m for m in log_ratio_metrics(keys) if m in keys]
     if reference not in methods or len(methods) < 2 or not metrics:
         return ""
     table = comparison_table(compare_methods(rows, reference=reference, metrics=metrics, seed=seed))

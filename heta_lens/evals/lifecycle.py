@@ -33,7 +33,8 @@ def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises ``SystemExit(143)`` in the main thread.
 
     Outside the main thread (where Python cannot install signal handlers) the block runs
-    unchanged. The handler that was installed before is put back on exit.
+    unchanged. The handler that was installed before is put back on exit (the default
+    action when it was not installed from Python, e.g. by Ray's C++ core).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -46,7 +47,7 @@ def sigterm_raises() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def terminate(processes: Iterable[BaseProcess], *, timeout: float = 10.0) -> None:

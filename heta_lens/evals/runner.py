@@ -3,12 +3,13 @@
 Rows are appended as they are computed (:mod:`heta_lens.evals.store`); a rerun with the same
 ``--out`` skips every row already there, so a killed run (even ``kill -9``) resumes and ends
 with the same table. ``run.json`` records the settings; resuming under different settings is
-refused (the numbers would mix). ``workers > 1`` hands the (instance, target) items, in dataset
-order, one at a time to spawned processes that each load the model once, write their own
-``rows-<k>.jsonl`` and share the machine's threads (no static shards: no core idles while
-items remain, and a partial run covers a prefix of the dataset). Stopping the
-parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker stops every worker
-(:mod:`heta_lens.evals.lifecycle`).
+refused (the numbers would mix); the runner is not part of the settings, so a run moves
+between the local runner and Ray (:mod:`heta_lens.evals.ray_runner`). ``workers > 1`` hands
+the (instance, target) items, in dataset order, one at a time to spawned processes that each
+load the model once, write their own ``rows-<k>.jsonl`` and share the machine's threads (no
+static shards: no core idles while items remain, and a partial run covers a prefix of the
+dataset). Stopping the parent (Ctrl-C, ``kill``, ``kill -9``) or an error in one worker
+stops every worker (:mod:`heta_lens.evals.lifecycle`).
 """
 
 import atexit
@@ -25,11 +26,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from heta_lens.cluster import RayOptions
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.evaluate import RANDOM, evaluate_target
 from heta_lens.evals.lifecycle import exit_with_parent, sigterm_raises, terminate
 from heta_lens.evals.methods import resolve_method
-from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.settings import EvalSettings, stored_defaults
 from heta_lens.evals.store import RowWriter, done_keys, read_rows, row_key
 
 ModelLoader = Callable[[], nn.Module]
@@ -56,20 +58,24 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return list(methods)
 
 
-def _check_run_file(out: Path, settings: EvalSettings) -> None:
+def check_run_file(out: Path, settings: EvalSettings) -> None:
     path = out / "run.json"
     wanted = json.loads(json.dumps(settings.to_dict()))  # tuples compare as stored lists
     if path.exists():
         stored = json.loads(path.read_text())
-        # A setting added after the run was stored counts as its default value.
-        defaults = json.loads(json.dumps(EvalSettings(dataset="", model="").to_dict()))
-        stored_settings = {**defaults, **stored.get("settings", {})}
+        # A setting added after the run was stored counts as its default (protocol: legacy).
+        stored_settings = {**stored_defaults(), **stored.get("settings", {})}
         diff = sorted(
             k for k in set(wanted) | set(stored_settings) if wanted.get(k) != stored_settings.get(k)
         )
         if diff:
+            hint = (
+                f" (it was computed under --protocol {stored_settings['protocol']})"
+                if "protocol" in diff
+                else ""
+            )
             raise ValueError(
-                f"{out} holds a run with different settings ({', '.join(diff)}); "
+                f"{out} holds a run with different settings ({', '.join(diff)}){hint}; "
                 "resume with the same options or choose another --out"
             )
         return
@@ -102,6 +108,7 @@ def run_eval(
     workers: int = 1,
     model: nn.Module | None = None,
     progress: bool = True,
+    ray: RayOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``methods`` on every target of ``instances``, resuming from ``out``.
 
@@ -115,17 +122,20 @@ def run_eval(
         workers: Processes (each loads its own model copy).
         model: An already-loaded model to use in-process.
         progress: Show a tqdm bar (with ETA) over (instance, target) pairs.
+        ray: Run the items on a Ray cluster instead (:mod:`heta_lens.evals.ray_runner`;
+            ``workers`` and ``model`` are then unused: the actors load their own models).
 
     Returns:
         Every row in ``out`` (including rows of earlier runs).
 
     Raises:
         ValueError: Bad methods, ``workers < 1``, or ``out`` holds a run with other settings.
+        ImportError: ``ray`` given but Ray is not installed.
     """
     methods = check_methods(methods)
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
-    _check_run_file(out, settings)
+    check_run_file(out, settings)
     todo = pending_items(instances, methods, done_keys(out))
     total = sum(len(i.targets) for i in instances)
     bar = tqdm(
@@ -136,7 +146,13 @@ def run_eval(
         disable=not progress,
     )
     try:
-        if workers == 1 or len(todo) <= 1:
+        if ray is not None:
+            from heta_lens.evals.ray_runner import run_items_ray
+
+            run_items_ray(
+                load_model, todo, methods=methods, settings=settings, out=out, options=ray, bar=bar
+            )
+        elif workers == 1 or len(todo) <= 1:
             _run_shard(
                 model or load_model(),
                 todo,

@@ -2,15 +2,19 @@
 ``SuiteSettings``: what one ``heta-lens eval`` run asks for (its flags are these fields)."""
 
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from heta_lens.cluster import RUNNERS, RayOptions, ray_address_flag, ray_cpus_flag, runner_flag
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
 from heta_lens.evals.metrics.causal import check_corruption
+from heta_lens.evals.metrics.controls import CONTROLS, DEFAULT_MATCHED_FRACTION, check_controls
+from heta_lens.evals.protocol import DEFAULT_PROTOCOL, PROTOCOLS, STORED_DEFAULT, get_protocol
 from heta_lens.flags import comma_list, flag, positional
 from heta_lens.presets import PRESETS, preset, with_preset
 
@@ -51,6 +55,12 @@ class EvalSettings:
         causal_draws: Noise draws averaged per causal effect.
         sensitivity_delta: Relative embedding-noise size δ of the sensitivity metric.
         sensitivity_draws: Noisy reruns per method for the sensitivity metric.
+        protocol: The evaluation protocol of every method (:mod:`heta_lens.evals.protocol`):
+            ``standard`` (default of a new run) or ``legacy`` (what a ``run.json`` without
+            this entry was computed under, :func:`stored_defaults`).
+        controls: Concentration controls (:mod:`heta_lens.evals.metrics.controls`) under
+            which Soft-NS/NC are also computed (row keys ``soft_ns@<c>``, ``soft_nc@<c>``).
+        matched_fraction: The ``matched`` control's target: Σa² = 1/(fraction · n).
     """
 
     dataset: str
@@ -69,9 +79,18 @@ class EvalSettings:
     causal_draws: int = 4
     sensitivity_delta: float = 0.05
     sensitivity_draws: int = 3
+    protocol: str = DEFAULT_PROTOCOL
+    controls: tuple[str, ...] = ()
+    matched_fraction: float = DEFAULT_MATCHED_FRACTION
 
     def __post_init__(self) -> None:
         resolve_dtype(self.dtype)  # raises on an unknown or non-floating dtype
+        get_protocol(self.protocol)  # raises on an unknown name
+        check_controls(self.controls)
+        if self.controls and "soft" not in self.metrics:
+            raise ValueError("controls rescore Soft-NS/NC: add 'soft' to the metric groups")
+        if not 0.0 < self.matched_fraction <= 1.0:
+            raise ValueError(f"matched_fraction must lie in (0, 1]; got {self.matched_fraction}")
         if self.n_draws < 1:
             raise ValueError(f"n_draws must be >= 1; got {self.n_draws}")
         if self.causal_draws < 1:
@@ -103,6 +122,18 @@ class EvalSettings:
         out = asdict(self)
         out["heta_overrides"] = dict(self.heta_overrides)
         return out
+
+
+def stored_defaults() -> dict[str, Any]:
+    """What a setting missing from a stored ``run.json`` stands for (JSON form).
+
+    A setting added after a run was stored counts as its default value, except ``protocol``:
+    runs stored before protocols existed were computed under ``legacy``
+    (:data:`heta_lens.evals.protocol.STORED_DEFAULT`), whatever the default of new runs is.
+    """
+    defaults = EvalSettings(dataset="", model="").to_dict()
+    defaults["protocol"] = STORED_DEFAULT
+    return json.loads(json.dumps(defaults))
 
 
 def row_seed(seed: int, uid: str, target: int, method: str) -> int:
@@ -169,10 +200,16 @@ class SuiteSettings:
         causal_draws: Noise draws per causal effect.
         sensitivity_delta: Relative embedding noise δ of the sensitivity metric.
         sensitivity_draws: Noisy reruns per method (≥ 2).
+        protocol: Evaluation protocol of every method (:mod:`heta_lens.evals.protocol`).
+        controls: Concentration controls of Soft-NS/NC (``rank``, ``matched``, ``perm``).
+        matched_fraction: The ``matched`` control's effective fraction of tokens.
         grid: Decoding suite: the full 162-point sampling grid or 9 points.
         plots: Write PNG figures next to the summary.
-        workers: Processes (each loads the model).
+        workers: Processes, or Ray actors with ``runner="ray"`` (each loads the model).
         threads: Torch threads of an in-process run (``None``: leave as is).
+        runner: ``local`` (this machine) or ``ray`` (:mod:`heta_lens.evals.ray_runner`).
+        ray_address: Head of a Ray cluster (``None``: start a one-machine Ray).
+        ray_cpus: CPUs (torch threads) each Ray actor reserves.
     """
 
     dataset: str = positional(
@@ -239,6 +276,21 @@ class SuiteSettings:
     sensitivity_draws: int = flag(
         _EVAL_DEFAULTS["sensitivity_draws"], help="noisy reruns per method (≥ 2)"
     )
+    protocol: str = flag(
+        DEFAULT_PROTOCOL,
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol of every method: standard (BOS/sink never masked nor "
+        "normalised over; DSA over the paragraph) | legacy (the stored runs' rules)",
+    )
+    controls: tuple[str, ...] = flag(
+        (),
+        parse=comma_list,
+        help=f"also compute Soft-NS/NC under these concentration controls ({','.join(CONTROLS)})",
+    )
+    matched_fraction: float = flag(
+        _EVAL_DEFAULTS["matched_fraction"],
+        help="matched control: temper every method to Σa² = 1/(fraction · n)",
+    )
     grid: Literal["full", "small"] = flag(
         "full",
         choices=("full", "small"),
@@ -246,8 +298,11 @@ class SuiteSettings:
         help="decoding suite: the paper's 162-point grid, or 9 points (temperature × top-p)",
     )
     plots: bool = flag(True, name="--no-plots", help="do not write PNG figures next to the summary")
-    workers: int = flag(1, help="processes (each loads the model)")
+    workers: int = flag(1, help="processes, or Ray workers with --runner ray (each loads a model)")
     threads: int | None = flag(None, help="torch threads (1 worker)")
+    runner: str = runner_flag()
+    ray_address: str | None = ray_address_flag()
+    ray_cpus: int = ray_cpus_flag()
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS and self.dataset not in SUITES:
@@ -257,6 +312,10 @@ class SuiteSettings:
             raise ValueError("--on selects the dataset of a suite (causal, robustness)")
         if self.on is not None and self.on not in DATASETS:
             raise ValueError(f"unknown dataset {self.on!r}; valid: {', '.join(DATASETS)}")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"unknown runner {self.runner!r}; valid: {', '.join(RUNNERS)}")
+        if self.ray_address is not None and self.runner != "ray":
+            raise ValueError("--ray-address goes with --runner ray")
         if self.suite == "decoding" and self.dataset_name not in SEQUENCE_DATASETS:
             raise ValueError("the decoding suite runs on a sequence dataset: tellmewhy, wikitext")
 
@@ -289,6 +348,14 @@ class SuiteSettings:
             return self.metrics
         return SUITES[self.suite][1] if self.suite else DEFAULT_METRICS
 
+    def ray_options(self) -> RayOptions | None:
+        """The Ray workers of a ``runner="ray"`` run (``None`` for the local runner)."""
+        if self.runner != "ray":
+            return None
+        return RayOptions(
+            address=self.ray_address, workers=self.workers, cpus=self.ray_cpus, device=self.device
+        )
+
     def eval_settings(self) -> EvalSettings:
         """The settings that fix the run's numbers (validated; stored in ``run.json``)."""
         overrides = () if self.n_probes is None else (("n_probes", self.n_probes),)
@@ -306,4 +373,7 @@ class SuiteSettings:
             causal_draws=self.causal_draws,
             sensitivity_delta=self.sensitivity_delta,
             sensitivity_draws=self.sensitivity_draws,
+            protocol=self.protocol,
+            controls=self.controls,
+            matched_fraction=self.matched_fraction,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from heta_lens.evals.evaluate import RANDOM
-from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.settings import EvalSettings, stored_defaults
 from heta_lens.evals.store import read_rows
 from heta_lens.evals.suite import Report
 from heta_lens.evals.summary import markdown_table, summarize
@@ -23,14 +23,16 @@ from heta_lens.evals.summary import markdown_table, summarize
 def read_settings(directory: Path) -> EvalSettings:
     """The :class:`EvalSettings` stored in ``directory/run.json``.
 
-    Settings that no longer exist are ignored; settings added since take their defaults.
+    Settings that no longer exist are ignored; settings added since take their defaults,
+    except ``protocol``, which a ``run.json`` written before protocols existed lacks: such a
+    run was computed under ``legacy`` (:func:`heta_lens.evals.settings.stored_defaults`).
 
     Raises:
         FileNotFoundError: ``directory`` holds no ``run.json``.
     """
     stored = json.loads((Path(directory) / "run.json").read_text())["settings"]
     known = EvalSettings.__dataclass_fields__
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"protocol": stored_defaults()["protocol"]}
     for key, value in stored.items():
         if key == "heta_overrides":
             values[key] = tuple(value.items())

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from heta_lens.cluster import import_ray
 from heta_lens.evals.compare import paired_section
 from heta_lens.evals.datasets import (
     EvalInstance,
@@ -213,9 +214,10 @@ def run_suite(
     Args:
         settings: The run (``heta-lens eval``'s flags are its fields).
         model: The model, already loaded (default: ``loader()``).
-        loader: Loads the model (in each worker process when ``settings.workers > 1``;
-            picklable); default :func:`heta_lens.load_model` of ``settings.model``,
-            ``settings.backend``, ``settings.device`` and ``settings.dtype``.
+        loader: Loads the model (in each worker process when ``settings.workers > 1``, in
+            each Ray actor with ``settings.runner == "ray"``; picklable); default
+            :func:`heta_lens.load_model` of ``settings.model``, ``settings.backend``,
+            ``settings.device`` and ``settings.dtype``.
         progress: Show progress bars (dataset loading and the run).
         log: Receives the run's progress lines (instance counts, files written).
 
@@ -226,8 +228,11 @@ def run_suite(
     Raises:
         ValueError: Bad methods or settings (before anything is written), or
             ``settings.out_dir`` holds a run with other settings.
+        RayMissingError: ``settings.runner == "ray"`` without Ray installed.
     """
     say: Log = log or (lambda _line: None)
+    if settings.runner == "ray":
+        import_ray()  # fail before the model and the dataset are loaded
     methods = suite_methods(settings)
     eval_settings = settings.eval_settings()
     loader = loader or functools.partial(
@@ -252,6 +257,7 @@ def run_suite(
             workers=settings.workers,
             model=evaluated,
             progress=progress,
+            ray=settings.ray_options(),
         )
         rows = select_rows(rows, instances, methods)
         summaries = summarize(rows, seed=settings.seed)

@@ -5,7 +5,9 @@ are not independent, so each metric is first averaged over an instance's targets
 bootstrap resamples instances (a cluster bootstrap). Soft-NS/NC are reported as ReAGent does,
 ln(mean over instances of metric(method) / mean of metric(random)), with a paired bootstrap
 interval (the same resampled instances in numerator and denominator); 0 means no better than
-the random attribution.
+the random attribution. Soft-NS/NC under a concentration control (row keys
+``soft_ns@<control>``, :mod:`heta_lens.evals.metrics.controls`) are log ratios against the
+random baseline under the same control, in columns after the recipe's own.
 """
 
 import csv
@@ -18,6 +20,7 @@ from typing import Any
 
 from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
+from heta_lens.evals.metrics.controls import CONTROLS
 
 LOG_RATIO_METRICS: tuple[str, ...] = ("soft_ns", "soft_nc")
 MEAN_METRICS: tuple[str, ...] = (
@@ -48,6 +51,23 @@ HEADERS: dict[str, str] = {
     "misattribution": "Misattribution",
     "sensitivity": "Sensitivity",
 }
+
+
+def is_log_ratio(metric: str) -> bool:
+    """Whether ``metric`` is reported as a log ratio (Soft-NS/NC, under a control or not)."""
+    return metric.split("@", 1)[0] in LOG_RATIO_METRICS
+
+
+def header(metric: str) -> str:
+    """The column title of ``metric`` (``Soft-NC ln-ratio @rank`` for a control's)."""
+    base, _, control = metric.partition("@")
+    return HEADERS[base] + (f" @{control}" if control else "")
+
+
+def log_ratio_metrics(keys: set[str]) -> tuple[str, ...]:
+    """The recipe's Soft-NS/NC, then each control's (in :data:`CONTROLS` order) in ``keys``."""
+    controlled = tuple(f"{m}@{c}" for c in CONTROLS for m in LOG_RATIO_METRICS)
+    return (*LOG_RATIO_METRICS, *(m for m in controlled if m in keys))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,13 +108,14 @@ def summarize(
     table = per_instance_means(rows)
     random = table.get(RANDOM, {})
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != RANDOM]
+    ratios = log_ratio_metrics({k for r in rows for k in r["metrics"]})
     out = []
     for method in [*methods, RANDOM] if random else methods:
         per_uid = table.get(method, {})
         mine = [r for r in rows if r["method"] == method]
         values: dict[str, Interval] = {}
         raw: dict[str, float] = {}
-        for metric in LOG_RATIO_METRICS:
+        for metric in ratios:
             uids = [u for u in per_uid if metric in per_uid[u] and metric in random.get(u, {})]
             if uids:
                 a = [per_uid[u][metric] for u in uids]
@@ -138,11 +159,10 @@ def _cell(interval: Interval | None) -> str:
 
 def markdown_table(summaries: Sequence[MethodSummary]) -> str:
     """A markdown table: one line per method, ``mean [low, high]`` per metric."""
-    metrics = [
-        m for m in (*LOG_RATIO_METRICS, *MEAN_METRICS) if any(m in s.values for s in summaries)
-    ]
-    header = ["method", "targets", *(HEADERS[m] for m in metrics), "s/target"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    keys = {m for s in summaries for m in s.values}
+    metrics = [m for m in (*log_ratio_metrics(keys), *MEAN_METRICS) if m in keys]
+    titles = ["method", "targets", *(header(m) for m in metrics), "s/target"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for s in summaries:
         seconds = f"{s.seconds:.2f}{'†' if s.seconds_shared else ''}"
         cells = [s.method, str(s.n_targets), *(_cell(s.values.get(m)) for m in metrics), seconds]
@@ -168,7 +188,7 @@ def csv_table(summaries: Sequence[MethodSummary]) -> str:
     writer.writerow(["method", "metric", "mean", "low", "high", "n"])
     for s in summaries:
         for metric, interval in s.values.items():
-            name = f"{metric}_log_ratio" if metric in LOG_RATIO_METRICS else metric
+            name = f"{metric}_log_ratio" if is_log_ratio(metric) else metric
             writer.writerow(
                 [s.method, name, interval.mean, interval.low, interval.high, interval.n]
             )

@@ -7,12 +7,22 @@
 - :mod:`~heta_lens.evals.metrics.alignment`: DSA (fine / coarse) and top-k F1.
 - :mod:`~heta_lens.evals.metrics.causal`: Patch-Corr, Intervention@k, misattribution.
 - :mod:`~heta_lens.evals.metrics.sensitivity`: score spread under embedding noise.
+- :mod:`~heta_lens.evals.metrics.controls`: concentration controls (rank, matched, perm).
 - :mod:`~heta_lens.evals.metrics.rank`: Spearman ρ with average ranks for ties.
 - :mod:`~heta_lens.evals.metrics.stats`: bootstrap intervals.
 """
 
 from heta_lens.evals.metrics.alignment import dsa, topk_f1
 from heta_lens.evals.metrics.causal import CausalScores, TokenEffects, causal_scores, token_effects
+from heta_lens.evals.metrics.controls import (
+    CONTROLS,
+    apply_control,
+    controlled_soft_scores,
+    matched_concentration,
+    permuted_profile,
+    rank_normalize,
+    temper,
+)
 from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
 from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
 from heta_lens.evals.metrics.perturbation import PerturbationMetrics, perturbation_metrics
@@ -23,6 +33,7 @@ from heta_lens.evals.metrics.soft import (
     hellinger_distance,
     log_ratio,
     normalize_attribution,
+    normalize_free,
     random_attribution,
     soft_scores,
 )
@@ -34,6 +45,14 @@ from heta_lens.evals.metrics.stats import (
 )
 
 __all__ = [
+    "CONTROLS",
+    "apply_control",
+    "controlled_soft_scores",
+    "matched_concentration",
+    "normalize_free",
+    "permuted_profile",
+    "rank_normalize",
+    "temper",
     "AopcCurves",
     "CausalScores",
     "TokenEffects",

@@ -68,14 +68,40 @@ def count_for_fraction(fraction: float, ctx: int) -> int:
     return min(ctx, max(1, math.ceil(round(fraction * ctx, 9))))
 
 
-def top_k_masks(scores: Float[Tensor, " ctx"], counts: Sequence[int]) -> Bool[Tensor, "step ctx"]:
-    """Row j marks the ``counts[j]`` highest-scoring positions (ties: earlier position first)."""
-    order = ranking(scores)
+def check_protected(protected: int, ctx: int) -> int:
+    """Positions a perturbation may touch, ``ctx − protected``; raise if there are none.
+
+    ``protected`` leading positions (the BOS/sink under the ``standard`` protocol,
+    :mod:`heta_lens.evals.protocol`) are never masked and never normalised over.
+
+    Raises:
+        ValueError: ``protected`` not 0 or 1, or no position left to perturb.
+    """
+    if protected not in (0, 1):
+        raise ValueError(f"protected must be 0 or 1 (the BOS/sink); got {protected}")
+    if ctx - protected < 1:
+        raise ValueError(
+            f"the context ({ctx} position(s)) holds only protected positions: nothing to perturb"
+        )
+    return ctx - protected
+
+
+def top_k_masks(
+    scores: Float[Tensor, " ctx"], counts: Sequence[int], *, protected: int = 0
+) -> Bool[Tensor, "step ctx"]:
+    """Row j marks the ``counts[j]`` highest-scoring positions (ties: earlier position first)
+    among positions ``>= protected`` (the first ``protected`` are never marked)."""
     ctx = int(scores.numel())
-    rank = torch.empty(ctx, dtype=torch.long, device=scores.device)
-    rank[order] = torch.arange(ctx, device=scores.device)
+    order = ranking(scores[protected:]) + protected
+    rank = torch.full((ctx,), ctx, dtype=torch.long, device=scores.device)
+    rank[order] = torch.arange(ctx - protected, device=scores.device)
     k = torch.tensor(list(counts), dtype=torch.long, device=scores.device)
     return rank[None, :] < k[:, None]
+
+
+def free_mask(ctx: int, protected: int, device: torch.device) -> Bool[Tensor, " ctx"]:
+    """True at the positions a perturbation may touch (``>= protected``)."""
+    return torch.arange(ctx, device=device) >= protected
 
 
 def replaced(

@@ -22,6 +22,10 @@ use.
   exposed as ``AopcCurves.sufficiency_aopc``.
 
 p denotes the probability of the explained token ``tokens[target]`` after ``tokens[:target]``.
+
+With ``protected=1`` (the ``standard`` protocol, :mod:`heta_lens.evals.protocol`) position 0
+(BOS/sink) is never removed: steps rank and count positions ≥ 1 only
+(k_j = max(1, ceil(f_j · (ctx − 1)))), and "every token masked" (p_empty) keeps position 0.
 """
 
 from collections.abc import Sequence
@@ -35,8 +39,10 @@ from torch import Tensor, nn
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
     check_fractions,
+    check_protected,
     count_for_fraction,
     distinct_log_probs,
+    free_mask,
     replaced,
     top_k_masks,
     validated,
@@ -110,6 +116,7 @@ def aopc_curves(
     scores: Float[Tensor, " ctx"],
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     mask: str = "zero",
+    protected: int = 0,
 ) -> AopcCurves:
     """Deletion and insertion curves of ``scores`` for ``tokens[target]`` (module docstring).
 
@@ -124,12 +131,14 @@ def aopc_curves(
         scores: One score per context token, ``[ctx]`` (raw scores rank the tokens).
         fractions: Step fractions of the context, each in (0, 1].
         mask: ``"zero"`` (default), ``"mean"`` or ``"token:<id>"``.
+        protected: Leading positions never removed (0 or 1; module docstring).
 
     Returns:
         :class:`AopcCurves`.
 
     Raises:
-        ValueError: Bad tokens/target/scores/fractions or unknown mask scheme.
+        ValueError: Bad tokens/target/scores/fractions, unknown mask scheme, or no
+            unprotected position.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -141,10 +150,11 @@ def aopc_curves(
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
-    counts = tuple(count_for_fraction(f, req.target) for f in steps)
+    n_free = check_protected(protected, req.target)
+    counts = tuple(count_for_fraction(f, n_free) for f in steps)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        rows = aopc_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
+        rows = aopc_rows(x, mask_rows(adapter, x, mask), raw, counts=counts, protected=protected)
         log_p, _ = distinct_log_probs(adapter, req, rows)
     return aopc_from_log_probs(log_p[:, req.target_id], fractions=steps, counts=counts, mask=mask)
 
@@ -155,12 +165,14 @@ def aopc_rows(
     scores: Float[Tensor, " ctx"],
     *,
     counts: Sequence[int],
+    protected: int = 0,
 ) -> Float[Tensor, "row ctx d_model"]:
     """The copies of :func:`aopc_curves`: unmasked, all masked, top-k masked per count, all but
-    the top-k masked per count."""
-    top = top_k_masks(scores, counts)
-    ends = torch.stack([torch.zeros_like(top[0]), torch.ones_like(top[0])])
-    return replaced(x, replacements, torch.cat([ends, top, ~top]))
+    the top-k masked per count (the first ``protected`` positions are never masked)."""
+    top = top_k_masks(scores, counts, protected=protected)
+    free = free_mask(x.shape[0], protected, top.device)
+    ends = torch.stack([torch.zeros_like(free), free])
+    return replaced(x, replacements, torch.cat([ends, top, ~top & free]))
 
 
 def aopc_from_log_probs(

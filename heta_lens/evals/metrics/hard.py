@@ -18,8 +18,10 @@ from torch import Tensor, nn
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
     check_fractions,
+    check_protected,
     count_for_fraction,
     distinct_log_probs,
+    free_mask,
     replaced,
     top_k_masks,
     validated,
@@ -71,6 +73,7 @@ def hard_topk_kl(
     scores: Float[Tensor, " ctx"],
     fractions: Sequence[float] = (0.1, 0.2, 0.3),
     mask: str = "zero",
+    protected: int = 0,
 ) -> HardTopK:
     """``hard_topk_kl``: KL after hard-masking the top-scoring tokens (official HETA code).
 
@@ -83,7 +86,9 @@ def hard_topk_kl(
     where "without T_f" replaces the input embeddings of T_f with the mask rows of
     :func:`heta_lens.masking.mask_rows` and "only T_f" replaces every other position's.
     KL(q ‖ p) = Σ_v q_v (log q_v − log p_v) in nats. All copies run in one batched forward
-    (:func:`hard_rows`, :func:`hard_from_log_probs`).
+    (:func:`hard_rows`, :func:`hard_from_log_probs`). With ``protected=1`` (the ``standard``
+    protocol) position 0 is never masked, neither ranked nor counted: T_f is the top
+    k = max(1, ceil(f · (ctx − 1))) of positions ≥ 1 and "only T_f" keeps position 0 too.
     Not comparable to ReAGent's Soft-NC/Soft-NS (see the module docstring).
 
     Args:
@@ -93,12 +98,14 @@ def hard_topk_kl(
         scores: One score per context token, ``[ctx]``.
         fractions: Fractions of the context, each in (0, 1].
         mask: ``"zero"`` (HETA's default), ``"mean"`` or ``"token:<id>"``.
+        protected: Leading positions never masked (0 or 1).
 
     Returns:
         :class:`HardTopK`.
 
     Raises:
-        ValueError: Bad tokens/target/scores/fractions or unknown mask scheme.
+        ValueError: Bad tokens/target/scores/fractions, unknown mask scheme, or no
+            unprotected position.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -110,10 +117,11 @@ def hard_topk_kl(
     """
     steps = check_fractions(fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
-    counts = tuple(count_for_fraction(f, req.target) for f in steps)
+    n_free = check_protected(protected, req.target)
+    counts = tuple(count_for_fraction(f, n_free) for f in steps)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        rows = hard_rows(x, mask_rows(adapter, x, mask), raw, counts=counts)
+        rows = hard_rows(x, mask_rows(adapter, x, mask), raw, counts=counts, protected=protected)
         log_p, _ = distinct_log_probs(adapter, req, rows)
     return hard_from_log_probs(log_p, fractions=steps, counts=counts, mask=mask)
 
@@ -124,10 +132,13 @@ def hard_rows(
     scores: Float[Tensor, " ctx"],
     *,
     counts: Sequence[int],
+    protected: int = 0,
 ) -> Float[Tensor, "row ctx d_model"]:
-    """The copies of :func:`hard_topk_kl`: unmasked, top-k masked and top-k kept per count."""
-    top = top_k_masks(scores, counts)
-    return torch.cat([x[None], replaced(x, replacements, top), replaced(x, replacements, ~top)])
+    """The copies of :func:`hard_topk_kl`: unmasked, top-k masked and top-k kept per count
+    (the first ``protected`` positions are never masked)."""
+    top = top_k_masks(scores, counts, protected=protected)
+    rest = ~top & free_mask(x.shape[0], protected, top.device)
+    return torch.cat([x[None], replaced(x, replacements, top), replaced(x, replacements, rest)])
 
 
 def hard_from_log_probs(

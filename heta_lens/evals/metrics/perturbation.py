@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import (
     check_fractions,
+    check_protected,
     count_for_fraction,
     distinct_log_probs,
     validated,
@@ -74,6 +75,7 @@ def perturbation_metrics(
     hard_fractions: Sequence[float] | None = None,
     aopc_fractions: Sequence[float] | None = None,
     mask: str = "zero",
+    protected: int = 0,
 ) -> PerturbationMetrics:
     """Any of Soft-NS/NC, ``hard_topk_kl`` and AOPC curves, sharing one forward (module doc).
 
@@ -91,13 +93,16 @@ def perturbation_metrics(
         hard_fractions: ``hard_topk_kl``'s fractions; ``None`` skips it.
         aopc_fractions: AOPC's step fractions; ``None`` skips it.
         mask: Token-removal scheme of ``hard_topk_kl`` and AOPC (Soft always zeroes elements).
+        protected: Leading positions (0 or 1: the BOS/sink) no metric perturbs nor
+            normalises over (:mod:`heta_lens.evals.protocol`).
 
     Returns:
         :class:`PerturbationMetrics`.
 
     Raises:
         ValueError: No metric requested, ``n_draws`` without a generator or below 1, bad
-            tokens/target/scores/fractions, or an unknown mask scheme.
+            tokens/target/scores/fractions, an unknown mask scheme, or no unprotected
+            position.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -117,21 +122,26 @@ def perturbation_metrics(
     hard_steps = None if hard_fractions is None else check_fractions(hard_fractions)
     aopc_steps = None if aopc_fractions is None else check_fractions(aopc_fractions)
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
+    n_free = check_protected(protected, req.target)
 
     def counts(steps: tuple[float, ...]) -> tuple[int, ...]:
-        return tuple(count_for_fraction(f, req.target) for f in steps)
+        return tuple(count_for_fraction(f, n_free) for f in steps)
 
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
         parts: list[Tensor] = []
         if n_draws is not None and generator is not None:
-            parts.append(soft_rows(x, raw, n_draws=n_draws, generator=generator))
+            parts.append(
+                soft_rows(x, raw, n_draws=n_draws, generator=generator, protected=protected)
+            )
         if hard_steps is not None or aopc_steps is not None:
             repl = mask_rows(adapter, x, mask)
             if hard_steps is not None:
-                parts.append(hard_rows(x, repl, raw, counts=counts(hard_steps)))
+                steps = counts(hard_steps)
+                parts.append(hard_rows(x, repl, raw, counts=steps, protected=protected))
             if aopc_steps is not None:
-                parts.append(aopc_rows(x, repl, raw, counts=counts(aopc_steps)))
+                steps = counts(aopc_steps)
+                parts.append(aopc_rows(x, repl, raw, counts=steps, protected=protected))
         rows = torch.cat(parts)
         log_p, n_forwarded = distinct_log_probs(adapter, req, rows)
         per_part = log_p.split([p.shape[0] for p in parts])

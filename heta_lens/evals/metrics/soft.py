@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.metrics._common import distinct_log_probs, validated
+from heta_lens.evals.metrics._common import check_protected, distinct_log_probs, validated
 from heta_lens.hooks import preserved_model_state
 
 Values = Tensor | np.ndarray | Sequence[float | int]
@@ -63,6 +63,28 @@ def normalize_attribution(scores: Float[Tensor, " ctx"]) -> Float[Tensor, " ctx"
     if float(total) == 0.0:
         return torch.full_like(scores, 1.0 / scores.numel())
     return clamped / total
+
+
+@typechecked
+def normalize_free(scores: Float[Tensor, " ctx"], *, protected: int = 0) -> Float[Tensor, " ctx"]:
+    """:func:`normalize_attribution` over positions ``>= protected``; 0 at the protected ones.
+
+    ``protected=0`` is :func:`normalize_attribution` itself (the ``legacy`` protocol);
+    ``protected=1`` takes the BOS/sink position out of the distribution (``standard``).
+
+    Raises:
+        ValueError: Non-finite scores, or no position ``>= protected``.
+
+    Examples:
+        >>> normalize_free(torch.tensor([9.0, 1.0, 3.0]), protected=1)
+        tensor([0.0000, 0.2500, 0.7500])
+    """
+    if protected == 0:
+        return normalize_attribution(scores)
+    check_protected(protected, int(scores.numel()))
+    out = torch.zeros_like(scores)
+    out[protected:] = normalize_attribution(scores[protected:])
+    return out
 
 
 @typechecked
@@ -148,6 +170,7 @@ def soft_scores(
     scores: Float[Tensor, " ctx"],
     n_draws: int = DEFAULT_N_DRAWS,
     generator: torch.Generator,
+    protected: int = 0,
 ) -> SoftScores:
     """Soft-NS and Soft-NC of ``scores`` for ``tokens[target]`` (ReAGent's recipe, module doc).
 
@@ -173,6 +196,12 @@ def soft_scores(
     Random baseline: ``soft_scores(model, tokens, target=t, scores=random_attribution(t,
     generator=g), generator=g)`` (fresh masks come from the advanced generator).
 
+    Protected positions (``protected=1``, the ``standard`` protocol's BOS/sink,
+    :mod:`heta_lens.evals.protocol`): a = :func:`normalize_free` (0 at position 0, the rest
+    normalised over positions ≥ 1) and position 0 is kept in every copy (π_0 = 1 for
+    sufficiency and comprehensiveness, and p_0 zeroes positions ≥ 1 only). The mask draws
+    ``u`` are the same tensor as with ``protected=0``; only their use at position 0 differs.
+
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
         tokens: Token ids (or a string) containing the target.
@@ -181,12 +210,13 @@ def soft_scores(
             :func:`normalize_attribution`).
         n_draws: Independent mask draws (≥ 1).
         generator: Source of all mask randomness.
+        protected: Leading positions never masked nor normalised over (0 or 1).
 
     Returns:
         :class:`SoftScores`.
 
     Raises:
-        ValueError: Bad tokens/target/scores, or ``n_draws < 1``.
+        ValueError: Bad tokens/target/scores, ``n_draws < 1``, or no unprotected position.
 
     Examples:
         >>> from heta_lens.testing import tiny_bridge
@@ -201,7 +231,7 @@ def soft_scores(
     adapter, req, raw = validated(model, tokens, target=target, scores=scores)
     with preserved_model_state(model), torch.no_grad():
         x = adapter.embed(req.prefix[None])[0]
-        rows = soft_rows(x, raw, n_draws=n_draws, generator=generator)
+        rows = soft_rows(x, raw, n_draws=n_draws, generator=generator, protected=protected)
         log_probs, _ = distinct_log_probs(adapter, req, rows)
     return soft_from_log_probs(log_probs, n_draws=n_draws)
 
@@ -218,13 +248,15 @@ def soft_rows(
     *,
     n_draws: int,
     generator: torch.Generator,
+    protected: int = 0,
 ) -> Float[Tensor, "row ctx d_model"]:
     """The embedding copies of :func:`soft_scores`: q, p_0, n_draws × p_S, n_draws × p_C.
 
-    ``scores`` are raw (normalised here with :func:`normalize_attribution` in float64); the
-    mask draws are the ``u`` of :func:`soft_scores`'s docstring.
+    ``scores`` are raw (normalised here with :func:`normalize_free` in float64); the mask
+    draws are the ``u`` of :func:`soft_scores`'s docstring. The first ``protected`` rows of
+    ``x`` are kept in every copy.
     """
-    a = normalize_attribution(scores.to(torch.float64))
+    a = normalize_free(scores.to(torch.float64), protected=protected)
     ctx, d_model = x.shape
     u = torch.rand(
         (n_draws, 2, ctx, d_model),
@@ -234,7 +266,12 @@ def soft_rows(
     ).to(x.device)
     keep_s = (u[:, 0] < a[:, None]).to(x.dtype)
     keep_c = (u[:, 1] < (1.0 - a)[:, None]).to(x.dtype)
-    return torch.cat([x[None], torch.zeros_like(x)[None], x * keep_s, x * keep_c])
+    zero = torch.zeros_like(x)
+    if protected:
+        keep_s[:, :protected] = 1.0
+        keep_c[:, :protected] = 1.0
+        zero[:protected] = x[:protected]
+    return torch.cat([x[None], zero[None], x * keep_s, x * keep_c])
 
 
 def soft_from_log_probs(log_probs: Float[Tensor, "row d_vocab"], *, n_draws: int) -> SoftScores:

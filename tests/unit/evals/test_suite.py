@@ -39,10 +39,16 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "causal_draws": 4,
     "sensitivity_delta": 0.05,
     "sensitivity_draws": 3,
+    "protocol": "standard",  # added with issue 25 (stored runs without it read as legacy)
+    "controls": (),  # issue 25
+    "matched_fraction": 0.1,  # issue 25
     "grid": "full",
     "plots": True,  # --no-plots
     "workers": 1,
     "threads": None,
+    "runner": "local",  # added with issue 26 (Ray)
+    "ray_address": None,
+    "ray_cpus": 1,
 }
 
 

@@ -1,0 +1,138 @@
+"""Rescore a stored run under another protocol or with concentration controls.
+
+The rows of a run store each method's scores, so every metric that needs only the scores and
+model forwards (Soft-NS/NC and its controls, ``hard_topk_kl``, AOPC, DSA, F1) can be
+recomputed without rerunning any attribution method. :func:`rescore_run` reads a run
+directory, recomputes those groups for every stored row under new settings
+(:func:`heta_lens.evals.row_metrics.metric_values`, the runner's own function) and appends the
+rows to a new directory, which is an ordinary run directory: its ``run.json`` holds the new
+settings, :func:`~heta_lens.evals.stored.read_run` summarises it, and a second call resumes
+(rows already there are skipped; a row cut by ``kill -9`` is recomputed).
+
+Kept from the stored row, not recomputed: the scores, timings and diagnostics, and the
+``causal`` and ``sensitivity`` metrics (independent of the protocol and the controls; the
+sensitivity metric would need the methods rerun). The rows are the ones
+:func:`~heta_lens.evals.evaluate.evaluate_target` writes under the new settings for the same
+scores (same seeds), up to the round-off of scores read back from JSON.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from heta_lens.evals.datasets import EvalInstance
+from heta_lens.evals.row_metrics import TargetContext, metric_values
+from heta_lens.evals.runner import check_run_file
+from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.store import RowWriter, done_keys, read_rows
+from heta_lens.evals.stored import read_settings
+from heta_lens.result import AttributionResult
+
+RESCORED_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
+"""Metric groups a rescoring recomputes from the stored scores."""
+
+KEPT_METRICS: tuple[str, ...] = ("patch_corr", "intervention_at_5", "misattribution", "sensitivity")
+"""Row metrics copied from the stored row (their groups are not rescored)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rescored:
+    """What :func:`rescore_run` did.
+
+    Attributes:
+        settings: The new settings (recorded in ``out/run.json``).
+        rows: Every row in ``out`` afterwards.
+        n_written: Rows computed by this call.
+        missing_uids: Stored uids that ``instances`` does not hold (their rows are skipped:
+            e.g. a decoding run's sampled continuations).
+    """
+
+    settings: EvalSettings
+    rows: tuple[dict[str, Any], ...]
+    n_written: int
+    missing_uids: tuple[str, ...]
+
+
+def rescored_settings(stored: EvalSettings, **changes: Any) -> EvalSettings:
+    """``stored`` with ``changes`` (``protocol``, ``controls``, ``matched_fraction``, ...).
+
+    Raises:
+        ValueError: A change to a field that fixes the stored scores (``dataset``, ``model``,
+            ``dtype``, ``seed``, ``heta_preset``, ``heta_overrides``) or an invalid value.
+    """
+    fixed = {"dataset", "model", "dtype", "seed", "heta_preset", "heta_overrides"}
+    bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(stored, k))
+    if bad:
+        raise ValueError(f"rescoring cannot change what fixed the stored scores: {bad}")
+    return dataclasses.replace(stored, **changes)
+
+
+def rescore_run(
+    source: str | Path,
+    out: str | Path,
+    *,
+    model: nn.Module,
+    instances: Sequence[EvalInstance],
+    progress: bool = False,
+    **changes: Any,
+) -> Rescored:
+    """Recompute the score-only metric groups of the run in ``source`` into ``out``.
+
+    Args:
+        source: A run directory (``run.json`` and ``rows*.jsonl``).
+        out: The new run directory (created; resumed when it holds the same settings).
+        model: The run's model (``read_settings(source).model``, loaded by the caller).
+        instances: The run's dataset instances (tokens and regions of each uid).
+        progress: Show a tqdm bar over the stored rows.
+        **changes: New :class:`~heta_lens.evals.settings.EvalSettings` values, e.g.
+            ``protocol="standard"``, ``controls=("rank", "matched", "perm")``.
+
+    Returns:
+        :class:`Rescored`.
+
+    Raises:
+        ValueError: ``out`` is ``source``, holds other settings, or ``changes`` touch what
+            fixed the scores.
+    """
+    source, out = Path(source), Path(out)
+    if out.resolve() == source.resolve():
+        raise ValueError("rescore into a new directory: out is the source run")
+    settings = rescored_settings(read_settings(source), **changes)
+    check_run_file(out, settings)
+    compute = dataclasses.replace(
+        settings, metrics=tuple(g for g in settings.metrics if g in RESCORED_GROUPS)
+    )
+    done = done_keys(out)
+    by_uid = {instance.uid: instance for instance in instances}
+    stored = read_rows(source)
+    missing = tuple(dict.fromkeys(r["uid"] for r in stored if r["uid"] not in by_uid))
+    todo = [r for r in stored if r["uid"] in by_uid and r["key"] not in done]
+    with RowWriter(out / "rows.jsonl") as writer:
+        for row in tqdm(todo, desc="rescore", unit="row", disable=not progress):
+            writer.write(rescore_row(row, by_uid[row["uid"]], model=model, settings=compute))
+    return Rescored(
+        settings=settings, rows=tuple(read_rows(out)), n_written=len(todo), missing_uids=missing
+    )
+
+
+def rescore_row(
+    row: dict[str, Any], instance: EvalInstance, *, model: nn.Module, settings: EvalSettings
+) -> dict[str, Any]:
+    """``row`` with its ``settings.metrics`` groups recomputed from its stored scores."""
+    result = AttributionResult(
+        tokens=torch.tensor(instance.tokens, dtype=torch.long),
+        target=row["target"],
+        scores=torch.tensor(row["scores"], dtype=torch.float64),
+        method=row["method"],
+        signed=True,  # the stored scores as they are (metrics clamp or rank them themselves)
+    )
+    context = TargetContext(model, instance, row["target"], settings)
+    metrics, curves = metric_values(context, result)
+    kept = {k: v for k, v in row["metrics"].items() if k in KEPT_METRICS}
+    return {**row, "metrics": {**metrics, **kept}, "curves": curves}

@@ -1,0 +1,96 @@
+"""Rescoring a stored run equals running it afresh under the new settings; it resumes."""
+
+import json
+
+import pytest
+
+from heta_lens.evals.rescore import rescore_run
+from heta_lens.evals.runner import run_eval
+from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.stored import read_run
+from heta_lens.evals.summary import markdown_table, summarize
+from heta_lens.testing import tiny_bridge
+from tests.unit.evals.test_runner import instances
+
+pytestmark = pytest.mark.bridge
+
+METHODS = ["occlusion", "attention_rollout"]
+LEGACY = EvalSettings(dataset="toy", model="tiny-bridge", n_draws=2, protocol="legacy")
+CONTROLS = ("rank", "matched", "perm")
+
+
+def _by_key(rows):
+    return {r["key"]: r for r in rows}
+
+
+def test_rescored_rows_are_a_fresh_run_under_the_new_settings(tmp_path):
+    model = tiny_bridge()
+    stored = run_eval(
+        tiny_bridge, instances(), methods=METHODS, settings=LEGACY, out=tmp_path / "old",
+        model=model, progress=False,
+    )  # fmt: skip
+    done = rescore_run(
+        tmp_path / "old", tmp_path / "new", model=model, instances=instances(),
+        protocol="standard", controls=CONTROLS,
+    )  # fmt: skip
+    assert done.n_written == len(stored) and done.missing_uids == ()
+    fresh = run_eval(
+        tiny_bridge, instances(), methods=METHODS, settings=done.settings,
+        out=tmp_path / "fresh", model=model, progress=False,
+    )  # fmt: skip
+    new, again = _by_key(done.rows), _by_key(fresh)
+    assert new.keys() == again.keys()
+    for key, row in new.items():
+        # float64 scores round-trip JSON exactly, so every number is the fresh run's
+        assert row["scores"] == again[key]["scores"]
+        assert row["metrics"] == again[key]["metrics"]
+        assert row["curves"] == again[key]["curves"]
+        assert {f"soft_nc@{c}" for c in CONTROLS} <= set(row["metrics"])
+    # the protocol changed the numbers (the sink is no longer maskable)
+    old = _by_key(stored)
+    assert any(old[k]["metrics"]["hard_nc"] != new[k]["metrics"]["hard_nc"] for k in new)
+    assert any(
+        old[k]["metrics"]["dsa"] != new[k]["metrics"]["dsa"]
+        for k in new
+        if "dsa" in new[k]["metrics"]
+    )
+    # the new directory is an ordinary run: read back, summarised with the control columns
+    report = read_run(tmp_path / "new", n_resamples=50)
+    assert report.settings.protocol == "standard" and report.settings.controls == CONTROLS
+    table = markdown_table(summarize(list(done.rows), n_resamples=50))
+    assert "Soft-NC ln-ratio @rank" in table and "Soft-NS ln-ratio @perm" in table
+
+
+def test_rescoring_resumes_and_refuses_what_it_cannot_do(tmp_path):
+    model = tiny_bridge()
+    run_eval(
+        tiny_bridge, instances(), methods=["occlusion"], settings=LEGACY, out=tmp_path / "old",
+        model=model, progress=False,
+    )  # fmt: skip
+    first = rescore_run(
+        tmp_path / "old", tmp_path / "new", model=model, instances=instances()[:2],
+        controls=("rank",),
+    )  # fmt: skip
+    assert first.missing_uids == ("toy/2",) and first.settings.protocol == "legacy"
+    path = tmp_path / "new" / "rows.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # a row cut by kill -9
+    second = rescore_run(
+        tmp_path / "old", tmp_path / "new", model=model, instances=instances()[:2],
+        controls=("rank",),
+    )  # fmt: skip
+    assert second.n_written == 1
+    assert _by_key(second.rows) == _by_key(first.rows)
+    assert json.loads((tmp_path / "new" / "run.json").read_text())["settings"]["controls"] == [
+        "rank"
+    ]
+    with pytest.raises(ValueError, match="different settings"):
+        rescore_run(tmp_path / "old", tmp_path / "new", model=model, instances=instances())
+    with pytest.raises(ValueError, match="out is the source"):
+        rescore_run(tmp_path / "old", tmp_path / "old", model=model, instances=instances())
+    with pytest.raises(ValueError, match=r"cannot change .*\['dataset', 'seed'\]"):
+        rescore_run(
+            tmp_path / "old", tmp_path / "x", model=model, instances=instances(),
+            dataset="other", seed=1,
+        )  # fmt: skip
+    assert not (tmp_path / "x").exists()
