@@ -94,12 +94,12 @@ def test_the_default_budget_is_three_quarters_of_the_free_memory(model, tokens, 
     assert Hvp().memory_gb is None
     one = _one_vector_gb(model, tokens.numel() - 1)
     whole = H.attribute(model, tokens, config=ROW.updated(hvp=Hvp(chunk=4)))
-    monkeypatch.setattr(devices, "free_memory_gb", lambda device: one / 0.75)
+    monkeypatch.setattr(devices, "free_memory_gb", lambda _device: one / 0.75)
     roomy = H.attribute(model, tokens, config=ROW)
     assert roomy.curvature is not None and whole.curvature is not None
     # float64 chunks of 1 vs 4: the bound of test_a_budget_for_one_vector_splits_...
     torch.testing.assert_close(roomy.curvature, whole.curvature, rtol=1e-10, atol=1e-12)
-    monkeypatch.setattr(devices, "free_memory_gb", lambda device: one / 0.75 / 2)
+    monkeypatch.setattr(devices, "free_memory_gb", lambda _device: one / 0.75 / 2)
     before = snapshot(model)
     with pytest.raises(HvpBudgetError, match=r"more than the HVP memory budget"):
         H.attribute(model, tokens, config=ROW)
