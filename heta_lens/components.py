@@ -1,6 +1,6 @@
 """HETA's three components of one request, each computed once per setting that changes it.
 
-:class:`ComponentCache` is the one place that runs the gate (attention capture), the
+:class:`ComponentCache` is the one place that runs the gate (attention, read layer by layer), the
 curvature estimator and the masked reruns. :func:`heta_lens.attribute` asks it for one config's
 components; :func:`heta_lens.family.heta_family` asks it for many configs' (HETA, its
 ablations, ``@beta=`` variants) and so computes each distinct component once.
@@ -15,8 +15,8 @@ from torch import Tensor
 
 from heta_lens.config import HetaConfig
 from heta_lens.curvature.base import estimate_curvature, estimate_curvature_interactions
-from heta_lens.gate import objective_gate, objective_gate_by_head
-from heta_lens.hooks import AttentionCapture, ModelAdapter
+from heta_lens.gate_layers import LayerwiseAttention, layerwise_gate, layerwise_gate_by_head
+from heta_lens.hooks import ModelAdapter
 from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
 
@@ -45,8 +45,9 @@ def curvature_key(config: HetaConfig) -> tuple[object, ...]:
 class ComponentCache:
     """Gate, curvature and information of one validated request, computed lazily and kept.
 
-    The attention capture is taken once; the gate (and, when asked for, its split by head)
-    once per ``gate_mode``; S (with its interaction map, when the estimator keeps it) once per
+    The attention is read layer by layer (:mod:`heta_lens.gate_layers`: the head-mean mixings
+    once, then one streamed forward per gate); the gate (and, when asked for, its split by
+    head) once per ``gate_mode``; S (with its interaction map, when the estimator keeps it) once per
     :func:`curvature_key`; I once per mask scheme (the KL strategy and chunking change only
     round-off). Use inside the model-state guard.
 
@@ -60,17 +61,12 @@ class ComponentCache:
         self.adapter = adapter
         self.req = req
         self.progress = progress
-        self._capture: AttentionCapture | None = None
+        self._attention = LayerwiseAttention(adapter, req.run_ids)
         self._gates: dict[str, Tensor] = {}
         self._gates_by_head: dict[str, Tensor] = {}
         self._curvatures: dict[tuple[object, ...], Tensor] = {}
         self._interactions: dict[tuple[object, ...], Tensor] = {}
         self._informations: dict[str, Tensor] = {}
-
-    def _attention(self) -> AttentionCapture:
-        if self._capture is None:
-            self._capture = self.adapter.capture_attention(self.req.run_ids)
-        return self._capture
 
     def _gate_options(self, config: HetaConfig) -> dict[str, Any]:
         ctx, goal = self.req.target, self.req.goal
@@ -84,8 +80,8 @@ class ComponentCache:
     def gate(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
         """The raw gate M for ``config.gate_mode``."""
         if config.gate_mode not in self._gates:
-            self._gates[config.gate_mode] = objective_gate(
-                self._attention(), **self._gate_options(config)
+            self._gates[config.gate_mode] = layerwise_gate(
+                self._attention, **self._gate_options(config)
             )
         return self._gates[config.gate_mode]
 
@@ -97,8 +93,8 @@ class ComponentCache:
                 layer: :func:`heta_lens.gate.objective_gate_by_head`).
         """
         if config.gate_mode not in self._gates_by_head:
-            self._gates_by_head[config.gate_mode] = objective_gate_by_head(
-                self._attention(), **self._gate_options(config)
+            self._gates_by_head[config.gate_mode] = layerwise_gate_by_head(
+                self._attention, **self._gate_options(config)
             )
         return self._gates_by_head[config.gate_mode]
 
@@ -140,6 +136,7 @@ class ComponentCache:
                 mask=options.mask,
                 chunk_size=options.chunk,
                 strategy=options.strategy,
+                memory_gb=options.memory_gb,
                 progress=self.progress,
             )
         return self._informations[options.mask]

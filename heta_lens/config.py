@@ -158,16 +158,22 @@ class Information:
             reruns at its first masked position on top of the unmasked prefix's key/value cache
             (self-checked per model, :mod:`heta_lens.hooks.fastpath`); ``"batched"`` reruns the
             whole prefix for every copy.
-        chunk: Masked copies per batched forward.
+        chunk: Masked copies per batched forward (at most; fewer when ``memory_gb`` asks).
+        memory_gb: Activation-memory budget for one batched forward of masked copies: long
+            inputs run fewer than ``chunk`` copies at a time
+            (:func:`heta_lens.information.rerun_chunk`; same numbers up to round-off).
     """
 
     mask: str = "zero"
     strategy: KlStrategy = "prefix"
     chunk: int = 16
+    memory_gb: float = 2.0
 
     def __post_init__(self) -> None:
         _one_of("KL strategy", self.strategy, ("batched", "prefix"))
         _at_least_one(chunk=self.chunk)
+        if self.memory_gb <= 0:
+            raise ValueError(f"memory_gb must be > 0; got {self.memory_gb}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,19 +209,24 @@ class Hvp:
             over probes) or ``"replicate"`` (the point replicated along a batch axis).
         chunk: HVPs per batched double backward; ``None`` sizes chunks to ``memory_gb``
             (:func:`heta_lens.curvature.hvp.auto_chunk_size`).
-        memory_gb: Activation-memory budget for one batched double backward.
+        memory_gb: Activation-memory budget for one batched double backward. ``None``
+            (default): 3/4 of the memory free on the model's device when the call starts
+            (:func:`heta_lens.devices.auto_budget_gb`), so a long context runs wherever it
+            fits and is refused (``HvpBudgetError``) before anything runs where it does not.
+            A number makes the chunking independent of the machine (it never changes the
+            result, only peak memory, speed, and whether the call is refused).
     """
 
     strategy: HvpStrategy = "batched_grad"
     chunk: int | None = None
-    memory_gb: float = 4.0
+    memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         _one_of("HVP strategy", self.strategy, ("batched_grad", "replicate"))
         if self.chunk is not None:
             _at_least_one(chunk=self.chunk)
-        if self.memory_gb <= 0:
-            raise ValueError(f"memory_gb must be > 0; got {self.memory_gb}")
+        if self.memory_gb is not None and self.memory_gb <= 0:
+            raise ValueError(f"memory_gb must be > 0 or None (automatic); got {self.memory_gb}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ NESTED: dict[str, tuple[str, str]] = {
     "mask": ("information", "mask"),
     "kl_strategy": ("information", "strategy"),
     "mask_chunk": ("information", "chunk"),
+    "mask_memory_gb": ("information", "memory_gb"),
     "hvp_strategy": ("hvp", "strategy"),
     "hvp_chunk": ("hvp", "chunk"),
     "hvp_memory_gb": ("hvp", "memory_gb"),

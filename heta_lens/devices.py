@@ -12,6 +12,7 @@ each call) is :mod:`heta_lens.hooks.precision`.
 
 from dataclasses import dataclass
 
+import psutil
 import torch
 from torch import nn
 
@@ -122,6 +123,33 @@ def cast_floating(module: nn.Module, dtype: torch.dtype) -> nn.Module:
             if param.is_floating_point():
                 param.data = param.data.to(dtype)
     return module
+
+
+AUTO_MEMORY_FRACTION = 0.75
+"""Share of the memory free on the model's device that an automatic budget
+(``Hvp(memory_gb=None)``) may use: the HVP cost model is an estimate (within ~15 % of the
+measured peaks, :func:`heta_lens.curvature.hvp.hvp_bytes`), and the rest of the call needs some."""
+
+
+def free_memory_gb(device: torch.device) -> float:
+    """GB of memory free for new tensors on ``device`` now: ``torch.cuda.mem_get_info`` on
+    CUDA, the operating system's available memory (``psutil.virtual_memory().available``:
+    free plus reclaimable page cache) on CPU.
+
+    Other processes sharing the device (a second eval worker) are not predicted: what they
+    allocate after this call is not seen.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2**30
+    return psutil.virtual_memory().available / 2**30
+
+
+def auto_budget_gb(device: torch.device, *, fraction: float = AUTO_MEMORY_FRACTION) -> float:
+    """The automatic activation budget on ``device``: ``fraction`` of :func:`free_memory_gb`."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction}")
+    return fraction * free_memory_gb(device)
 
 
 def device_flag() -> str:

@@ -9,43 +9,29 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.config import GateMode
+from heta_lens.gate_layers import LayerwiseAttention, layerwise_gate, layerwise_gate_by_head
 from heta_lens.hooks import AttentionCapture, ModelAdapter
 from heta_lens.inputs import Prepared
+from heta_lens.rollout import (
+    GATE_MODES,
+    NO_HEAD,
+    gate_by_head_from_terms,
+    gate_from_terms,
+    layer_value_norms,
+    query_indicator,
+    residual_mixing,
+    rollout_rows,
+    shares,
+    terms_from_flow,
+)
 from heta_lens.targets import TargetLike, on_request
 
 
 def value_norms(capture: AttentionCapture) -> Float[Tensor, "layer head_index pos"]:
     """‖V_i^{(l,h)} W_O^{(l,h)}‖₁ for every layer, head and position (one layer at a time)."""
-    out = [
-        einops.einsum(v_l, wo_l, "pos head d_head, head d_head d_model -> head pos d_model")
-        .abs()
-        .sum(-1)
-        for v_l, wo_l in zip(capture.v, capture.W_O, strict=True)
-    ]
-    return torch.stack(out)
-
-
-def residual_mixing(
-    pattern: Float[Tensor, "layer head_index query_pos key_pos"],
-) -> Float[Tensor, "layer query_pos key_pos"]:
-    """R_l = 0.5·mean_h A_l + 0.5·I (Abnar & Zuidema's residual-aware mixing)."""
-    n = pattern.shape[-1]
-    eye = torch.eye(n, dtype=pattern.dtype, device=pattern.device)
-    return 0.5 * pattern.mean(dim=1) + 0.5 * eye
-
-
-def rollout_rows(
-    mixing: Float[Tensor, "layer query_pos key_pos"], *, t: int
-) -> Float[Tensor, "layer key_pos"]:
-    """Row t of U_{>l} = R_{L-1} ⋯ R_{l+1} for every l (row ``L-1`` is e_t)."""
-    n_layers, n = mixing.shape[0], mixing.shape[-1]
-    rows = torch.zeros(n_layers, n, dtype=mixing.dtype, device=mixing.device)
-    u = torch.zeros(n, dtype=mixing.dtype, device=mixing.device)
-    u[t] = 1.0
-    for layer in range(n_layers - 1, -1, -1):
-        rows[layer] = u
-        u = u @ mixing[layer]
-    return rows
+    return torch.stack(
+        [layer_value_norms(v_l, wo_l) for v_l, wo_l in zip(capture.v, capture.W_O, strict=True)]
+    )
 
 
 def gate_terms(
@@ -69,31 +55,16 @@ def gate_terms(
     t = n - 1 if t is None else t
     pattern = pattern[:, :, : t + 1, : t + 1]
     norms = value_norms(capture)[:, :, : t + 1]
-    if mode == "uniform":
-        return norms
-    if mode == "attention":
-        return pattern[:, :, t, :] * norms
-    if mode not in ("rollout", "full_rollout"):
+    if mode not in GATE_MODES:
         raise ValueError(f"unknown gate mode {mode!r}")
+    if mode == "uniform":
+        return terms_from_flow(None, norms, None, mode=mode)
+    if mode == "attention":
+        return terms_from_flow(pattern[:, :, t, :], norms, None, mode=mode)
     mixing = residual_mixing(pattern)
     rows = rollout_rows(mixing, t=t)
     flow = einops.einsum(rows, pattern, "layer q, layer head q k -> layer head k")
-    weighted = flow * norms
-    if mode == "rollout":
-        return weighted
-    out = torch.empty_like(weighted)
-    below = torch.eye(t + 1, dtype=pattern.dtype, device=pattern.device)
-    for layer in range(pattern.shape[0]):
-        out[layer] = weighted[layer] @ below
-        below = mixing[layer] @ below
-    return out
-
-
-def _shares(raw: Tensor, *, what: str = "the target position") -> Tensor:
-    total = raw.sum()
-    if not bool(total > 0):
-        raise ValueError(f"gate is undefined: no attention-value flow reaches {what}")
-    return raw / total
+    return terms_from_flow(flow, norms, mixing, mode=mode)
 
 
 def gate_from_capture(
@@ -127,7 +98,7 @@ def gate_from_capture(
     Raises:
         ValueError: Unknown mode, or no flow at all reaches t (all-zero values).
     """
-    return _shares(gate_terms(capture, t=t, mode=mode).sum(dim=(0, 1)))
+    return shares(gate_terms(capture, t=t, mode=mode).sum(dim=(0, 1)))
 
 
 def gate_by_head_from_capture(
@@ -139,7 +110,7 @@ def gate_by_head_from_capture(
     Raises:
         ValueError: As :func:`gate_from_capture`.
     """
-    return _shares(gate_terms(capture, t=t, mode=mode))
+    return shares(gate_terms(capture, t=t, mode=mode))
 
 
 def _below(capture: AttentionCapture, layers: int | None) -> AttentionCapture:
@@ -173,14 +144,10 @@ def objective_gate(
         ValueError: As :func:`gate_from_capture`.
     """
     if layers == 0:
-        out = torch.zeros(ctx, dtype=capture.pattern.dtype, device=capture.pattern.device)
-        out[queries[-1]] = 1.0
-        return out
+        return query_indicator(ctx, queries, like=capture.pattern)
     capture = _below(capture, layers)
-    if queries == (ctx - 1,) and capture.pattern.shape[-1] == ctx:
-        return gate_from_capture(capture, mode=mode)
-    raw = torch.stack([gate_from_capture(capture, t=t, mode=mode)[:ctx] for t in queries]).sum(0)
-    return _shares(raw, what="the context")
+    terms = [gate_terms(capture, t=t, mode=mode) for t in queries]
+    return gate_from_terms(terms, ctx=ctx, queries=queries, n=capture.pattern.shape[-1])
 
 
 def objective_gate_by_head(
@@ -203,19 +170,10 @@ def objective_gate_by_head(
             carries it.
     """
     if layers == 0:
-        raise ValueError(
-            "gate_by_head is undefined here: no attention layer mixes positions before the "
-            "metric's hook point, so its gate is the indicator of its position and no head "
-            "carries it"
-        )
+        raise ValueError(NO_HEAD)
     below = _below(capture, layers)
-    per_query = [gate_by_head_from_capture(below, t=t, mode=mode)[..., :ctx] for t in queries]
-    shares = _shares(torch.stack(per_query).sum(0), what="the context")
-    out = torch.zeros(
-        (capture.pattern.shape[0], *shares.shape[1:]), dtype=shares.dtype, device=shares.device
-    )
-    out[: shares.shape[0]] = shares
-    return out
+    terms = [gate_terms(below, t=t, mode=mode) for t in queries]
+    return gate_by_head_from_terms(terms, ctx=ctx, n_layers=capture.pattern.shape[0])
 
 
 @typechecked
@@ -260,8 +218,8 @@ def semantic_gate(
 def request_gate(adapter: ModelAdapter, req: Prepared, *, mode: GateMode) -> Float[Tensor, " ctx"]:
     """The gate of a validated request (its objective's query rows and layers)."""
     goal = req.goal
-    return objective_gate(
-        adapter.capture_attention(req.run_ids),
+    return layerwise_gate(
+        LayerwiseAttention(adapter, req.run_ids),
         ctx=req.target,
         queries=goal.gate_queries(req.target),
         layers=goal.gate_layers,
@@ -300,8 +258,8 @@ def request_gate_by_head(
 ) -> Float[Tensor, "layer head_index ctx"]:
     """The per-head gate of a validated request (:func:`objective_gate_by_head`)."""
     goal = req.goal
-    return objective_gate_by_head(
-        adapter.capture_attention(req.run_ids),
+    return layerwise_gate_by_head(
+        LayerwiseAttention(adapter, req.run_ids),
         ctx=req.target,
         queries=goal.gate_queries(req.target),
         layers=goal.gate_layers,

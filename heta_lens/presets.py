@@ -28,6 +28,14 @@ PRESETS: dict[str, HetaConfig] = {
     "WIN": HetaConfig(window=Window(size=128, overlap=0.5, view="window")),
     # Best measured cost/quality trade-off (benchmarks/RESULTS.md, section 5).
     "fast": HetaConfig(curvature=RowBlock(n_probes=8)),
+    # Long inputs: `fast`'s estimator over HETA-WIN's windows (128 tokens, 50% overlap, each
+    # seen on its own), so peak memory is that of one window whatever the length. A different
+    # quantity from `fast` (each window explains a truncated prediction), for inputs where one
+    # full-length HVP does not fit the HVP budget (on SmolLM2: 542 context tokens fit in 4 GB,
+    # 2,048 need 27.5 GB; RESULTS.md §9).
+    "fast-long": HetaConfig(
+        curvature=RowBlock(n_probes=8), window=Window(size=128, overlap=0.5, view="window")
+    ),
 }
 
 

@@ -26,9 +26,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from heta_lens.config import Curvature, HetaConfig, Hvp, HvpStrategy
+from heta_lens.config import Curvature, HetaConfig, Hvp, HvpStrategy, LayerSampled
 from heta_lens.curvature.hvp import HvpOperator, auto_chunk_size, embedding_hvp_operator
 from heta_lens.curvature.probes import default_generator, resolve_probes
+from heta_lens.devices import auto_budget_gb
 from heta_lens.hooks import ModelAdapter
 from heta_lens.inputs import Prepared
 from heta_lens.targets import TargetLike, on_request
@@ -221,18 +222,26 @@ def curvature_on_request(
     return on_request(model, tokens, target, compute)
 
 
-def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp) -> int:
-    """``hvp.chunk``, or a chunk sized to ``hvp.memory_gb`` for this model and context."""
+def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp, *, n_layers: int | None = None) -> int:
+    """``hvp.chunk``, or a chunk sized to ``hvp.memory_gb`` (``None``: the automatic budget of
+    the model's device, :func:`heta_lens.devices.auto_budget_gb`) for this model and context
+    (:func:`heta_lens.curvature.hvp.auto_chunk_size`); ``n_layers`` is how many blocks the
+    HVPs back-propagate through (default: all).
+
+    Raises:
+        HvpBudgetError: No explicit chunk, and one HVP does not fit in ``hvp.memory_gb``.
+    """
     if hvp.chunk is not None:
         return hvp.chunk
     return auto_chunk_size(
-        n_layers=adapter.n_layers,
+        n_layers=adapter.n_layers if n_layers is None else n_layers,
         n_heads=adapter.n_heads,
         d_model=adapter.d_model,
         d_mlp=adapter.d_mlp,
         ctx=ctx,
         dtype_bytes=torch.finfo(adapter.dtype).bits // 8,
-        budget_gb=hvp.memory_gb,
+        budget_gb=auto_budget_gb(adapter.device) if hvp.memory_gb is None else hvp.memory_gb,
+        strategy=hvp.strategy,
     )
 
 
@@ -264,9 +273,11 @@ def estimate_curvature_interactions(
 def _options(
     adapter: ModelAdapter, req: Prepared, config: HetaConfig, progress: bool
 ) -> dict[str, Any]:
+    spec = config.curvature
+    depth = min(spec.k, adapter.n_layers) if isinstance(spec, LayerSampled) else None
     return {
         "generator": torch.Generator().manual_seed(config.seed),
-        "chunk_size": hvp_chunk_for(adapter, int(req.prefix.numel()), config.hvp),
+        "chunk_size": hvp_chunk_for(adapter, int(req.prefix.numel()), config.hvp, n_layers=depth),
         "strategy": config.hvp.strategy,
         "progress": progress,
     }

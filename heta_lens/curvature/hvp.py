@@ -104,6 +104,34 @@ def hessian_vector_products(
     )
 
 
+class HvpBudgetError(ValueError):
+    """One Hessian–vector product does not fit in the HVP memory budget (``Hvp.memory_gb``)."""
+
+
+def hvp_bytes(
+    *, n_layers: int, n_heads: int, d_model: int, d_mlp: int, ctx: int, dtype_bytes: int
+) -> tuple[int, int]:
+    """``(graph, per_vector)``: estimated bytes of one HVP operator's retained graph and of
+    each vector of one batched double backward, for a ``ctx``-token input.
+
+    The forward and the first backward (``create_graph=True``) keep, per layer and head, the
+    attention probabilities, their gradient and the scores' gradient (3·n_heads·ctx²) plus
+    activation-sized buffers; the double backward then holds, per vector, a gradient for
+    each of them in every layer at once (n_heads·ctx² + 10·ctx·(d_model + d_mlp) per layer).
+    Calibrated on SmolLM2-135M in float32 (peak RSS over the loaded model, chunks of 1, 2 and
+    5 vectors, ``benchmarks/memory_stages.py``; ``benchmarks/RESULTS.md`` §9): measured graph
+    0.94 / 2.36 GiB and 0.58 / 1.40 GiB per vector at 256 / 512 tokens, estimated 0.92 / 2.24
+    and 0.67 / 1.47 GiB. At 2,047 tokens the estimate is 18.4 GiB of graph and 9.1 GiB per
+    vector; one full-length HVP fits a 4 GB budget up to 542 context tokens.
+    """
+    per_layer_graph = 3 * n_heads * ctx * ctx + 12 * ctx * (d_model + d_mlp)
+    per_layer_vector = n_heads * ctx * ctx + 10 * ctx * (d_model + d_mlp)
+    return (
+        n_layers * per_layer_graph * dtype_bytes,
+        n_layers * per_layer_vector * dtype_bytes,
+    )
+
+
 def auto_chunk_size(
     *,
     n_layers: int,
@@ -114,17 +142,37 @@ def auto_chunk_size(
     dtype_bytes: int,
     budget_gb: float,
     max_chunk: int = 64,
+    strategy: HvpStrategy = "batched_grad",
 ) -> int:
     """Probes per batched double backward that fit in ``budget_gb`` of activations.
 
-    Estimate per HVP: n_layers · (n_heads · ctx² + 10 · ctx · (d_model + d_mlp)) elements —
-    the attention maps plus about ten activation-sized buffers per layer that the double
-    backward keeps alive. On SmolLM2 this predicts 1.6 GB per HVP at ctx = 512 (a chunk of 32
-    was measured to exceed 24 GB) and 0.17 GB at ctx = 64 (chunk 32 measured ≈ 7 GB over the
-    weights). Chunking never changes the result (tested), only peak memory and speed.
+    With ``"batched_grad"`` the graph (:func:`hvp_bytes`) is kept once for all chunks and each
+    vector of a chunk adds its per-vector cost; with ``"replicate"`` every vector carries its
+    own graph. Chunking never changes the result (tested), only peak memory and speed.
+
+    Raises:
+        HvpBudgetError: Not even one vector fits: the budget would be overrun, so nothing runs.
     """
-    per_hvp = n_layers * (n_heads * ctx * ctx + 10 * ctx * (d_model + d_mlp)) * dtype_bytes
-    return max(1, min(max_chunk, int(budget_gb * 2**30 // per_hvp)))
+    graph, vector = hvp_bytes(
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d_model,
+        d_mlp=d_mlp,
+        ctx=ctx,
+        dtype_bytes=dtype_bytes,
+    )
+    fixed, per = (graph, vector) if strategy == "batched_grad" else (0, graph + vector)
+    budget = budget_gb * 2**30
+    if fixed + per > budget:
+        raise HvpBudgetError(
+            f"one Hessian-vector product over {ctx} context tokens needs about "
+            f"{(fixed + per) / 2**30:.1f} GB of activations on this model (the double "
+            f"backward keeps every layer's attention maps), more than the HVP memory budget "
+            f"of {budget_gb:g} GB (Hvp(memory_gb=...), flat keyword hvp_memory_gb). Raise the "
+            "budget if the machine has the memory, or use windows (the 'fast-long' preset: "
+            "curvature over windows of 128 tokens)"
+        )
+    return max(1, min(max_chunk, int((budget - fixed) // per)))
 
 
 def target_log_prob_fn(

@@ -11,13 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from heta_lens.hooks import names
-from heta_lens.hooks.attention_check import check_attention_outputs
+from heta_lens.hooks.attention_stream import LayerAttention, stream_attention
 from heta_lens.hooks.precision import compute_dtype
 
 ModelKind = Literal["hooked", "bridge"]
@@ -262,58 +261,25 @@ class ModelAdapter:
     def capture_attention(self, tokens: Int[Tensor, " pos"]) -> AttentionCapture:
         """Attention patterns, values (expanded to query heads) and ``W_O``, without grad.
 
-        On a ``TransformerBridge`` the capture is checked against each layer's attention output
-        (:mod:`heta_lens.hooks.attention_check`).
+        Every layer's pattern at once (``[layer, head_index, pos, pos]``); a caller that can
+        reduce one layer at a time uses :func:`heta_lens.hooks.attention_stream.
+        stream_attention` instead. On a ``TransformerBridge`` the capture is checked against
+        each layer's attention output (:mod:`heta_lens.hooks.attention_check`).
 
         Raises:
             ValueError: The hook points HETA reads did not fire, or (bridge) they do not
                 reproduce the attention the model applies; the message names the architecture.
         """
+        n = int(tokens.shape[-1])
         store: dict[str, Tensor] = {}
 
-        def keeper(name: str) -> Callable[..., Tensor]:
-            def keep(act: Tensor, hook: object) -> Tensor:  # noqa: ARG001
-                store[name] = act.detach()
-                return act
+        def keep(part: LayerAttention) -> None:
+            if not store:  # one buffer per field, filled layer by layer (no stacked copy)
+                store["pattern"] = part.pattern.new_empty((self.n_layers, self.n_heads, n, n))
+                store["v"] = part.v.new_empty((self.n_layers, *part.v.shape))
+            store["pattern"][part.layer] = part.pattern
+            store["v"][part.layer] = part.v
 
-            return keep
-
-        layers = range(self.n_layers)
-        wanted = [names.attn_pattern(layer) for layer in layers]
-        wanted += [names.attn_v(layer) for layer in layers]
-        if self.kind == "bridge":
-            wanted += [names.attn_out(layer) for layer in layers]
-        hooks = [(name, keeper(name)) for name in wanted]
-        with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
-            if self.kind == "bridge":
-                self.model(tokens[None].to(self.device), logits_to_keep=1)
-            else:
-                self.model(tokens[None].to(self.device), return_type=None)
-        missing = [n for n, _ in hooks if n not in store]
-        if missing:
-            raise ValueError(
-                f"unsupported architecture {self.architecture}: hook points {missing[:2]} did "
-                "not fire; HETA needs per-head attention patterns and value vectors"
-            )
-        pattern = torch.stack([store[names.attn_pattern(layer)][0] for layer in layers])
-        v = torch.stack([store[names.attn_v(layer)][0] for layer in layers])
-        clip = getattr(self.model.cfg, "clip_qkv", None) if self.kind == "hooked" else None
-        if clip is not None:  # TL clamps Q/K/V after hook_v (OLMo, OLMoE): read what is mixed
-            v = v.clamp(min=-clip, max=clip)
-        if v.shape[-2] != self.n_heads:
-            v = einops.repeat(
-                v,
-                "layer pos kv d_head -> layer pos (kv group) d_head",
-                group=self.n_heads // self.n_kv_heads,
-            )
+        stream_attention(self, tokens, keep)
         W_O = self.model.W_O.detach()
-        if self.kind == "bridge":
-            check_attention_outputs(
-                pattern=pattern,
-                v=v,
-                W_O=W_O,
-                b_O=[self.model.blocks[layer].attn.b_O for layer in layers],
-                outputs=torch.stack([store[names.attn_out(layer)][0] for layer in layers]),
-                architecture=self.architecture,
-            )
-        return AttentionCapture(pattern=pattern, v=v, W_O=W_O)
+        return AttentionCapture(pattern=store["pattern"], v=store["v"], W_O=W_O)

@@ -56,21 +56,47 @@ def check_attention_outputs(
     Raises:
         ValueError: A layer's reconstruction differs beyond :func:`attn_output_tolerance`.
     """
-    tolerance = attn_output_tolerance(outputs.dtype)
     for layer in range(pattern.shape[0]):
-        z = einops.einsum(pattern[layer], v[layer], "head q k, k head d -> q head d")
-        out = einops.einsum(z.to(W_O.dtype), W_O[layer], "q head d, head d m -> q m")
-        bias = b_O[layer]
-        if bias is not None:
-            out = out + bias.detach()
-        actual = outputs[layer].to(out.dtype)
-        gap = float((out - actual).abs().max())
-        scale = float(actual.abs().max().clamp_min(torch.finfo(actual.dtype).tiny))
-        if not gap <= tolerance * scale:  # also catches NaN
-            raise ValueError(
-                f"unsupported architecture {architecture}: in layer {layer} the hooked attention "
-                f"pattern, values and W_O do not reproduce the attention output (max |Δ| = "
-                f"{gap:.3g}, {gap / scale:.3g} relative > {tolerance:.3g}): the pattern at "
-                "hook_pattern is not the one the model applies (a mask, soft cap or gate after "
-                "the hook?) or W_O is laid out in a way HETA's gate cannot read"
-            )
+        check_layer_output(
+            layer=layer,
+            pattern=pattern[layer],
+            v=v[layer],
+            W_O=W_O[layer],
+            b_O=b_O[layer],
+            output=outputs[layer],
+            architecture=architecture,
+        )
+
+
+def check_layer_output(
+    *,
+    layer: int,
+    pattern: Float[Tensor, "head_index query_pos key_pos"],
+    v: Float[Tensor, "pos head_index d_head"],
+    W_O: Float[Tensor, "head_index d_head d_model"],
+    b_O: Tensor | None,
+    output: Float[Tensor, "pos d_model"],
+    architecture: str,
+) -> None:
+    """Raise unless layer ``layer``'s ``Σ_h A·V·W_O (+ b_O)`` equals its attention ``output``
+    (one layer of :func:`check_attention_outputs`).
+
+    Raises:
+        ValueError: The reconstruction differs beyond :func:`attn_output_tolerance`.
+    """
+    tolerance = attn_output_tolerance(output.dtype)
+    z = einops.einsum(pattern, v, "head q k, k head d -> q head d")
+    out = einops.einsum(z.to(W_O.dtype), W_O, "q head d, head d m -> q m")
+    if b_O is not None:
+        out = out + b_O.detach()
+    actual = output.to(out.dtype)
+    gap = float((out - actual).abs().max())
+    scale = float(actual.abs().max().clamp_min(torch.finfo(actual.dtype).tiny))
+    if not gap <= tolerance * scale:  # also catches NaN
+        raise ValueError(
+            f"unsupported architecture {architecture}: in layer {layer} the hooked attention "
+            f"pattern, values and W_O do not reproduce the attention output (max |Δ| = "
+            f"{gap:.3g}, {gap / scale:.3g} relative > {tolerance:.3g}): the pattern at "
+            "hook_pattern is not the one the model applies (a mask, soft cap or gate after "
+            "the hook?) or W_O is laid out in a way HETA's gate cannot read"
+        )

@@ -30,6 +30,7 @@ BAD = [
     (lambda: Information(strategy="cached"), "unknown KL strategy 'cached'"),  # type: ignore[arg-type]
     (lambda: Hvp(chunk=0), "chunk must be >= 1"),
     (lambda: Hvp(memory_gb=0), "memory_gb must be > 0"),
+    (lambda: Information(memory_gb=-1.0), "memory_gb must be > 0"),
     (lambda: Hvp(strategy="func"), "unknown HVP strategy 'func'"),  # type: ignore[arg-type]
     (lambda: Window(size=0), "size must be >= 1"),
     (lambda: Window(size=4, view="both"), "unknown window view 'both'"),  # type: ignore[arg-type]
@@ -117,8 +118,8 @@ EXAMPLES = {
     "beta": 0.7, "gamma": 0.2, "seed": 3, "gate_mode": "attention", "use_gate": False,
     "use_curvature": False, "use_information": False, "normalization": "max", "sink": "keep",
     "mask": "mean", "kl_strategy": "batched", "mask_chunk": 2, "hvp_strategy": "replicate",
-    "hvp_chunk": 4, "hvp_memory_gb": 2.0, "curvature_estimator": "row", "n_probes": 3,
-    "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
+    "hvp_chunk": 4, "hvp_memory_gb": 2.0, "mask_memory_gb": 0.5, "curvature_estimator": "row",
+    "n_probes": 3, "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
     "window_overlap": 0.25, "window_view": "window", "gate_by_head": True, "interactions": True,
 }  # fmt: skip
 NEEDS = {
@@ -178,7 +179,7 @@ def test_flat_dict_of_older_versions_is_read():
         "beta": 0.5, "gamma": 0.5, "n_probes": 8, "seed": 0, "mask": "zero",
         "gate_mode": "rollout", "use_gate": True, "use_curvature": True,
         "use_information": True, "normalization": "sum", "sink": "exclude",
-        "hvp_strategy": "batched_grad", "hvp_chunk": None, "hvp_memory_gb": 4.0,
+        "hvp_strategy": "batched_grad", "hvp_chunk": None, "hvp_memory_gb": None,
         "mask_chunk": 16, "kl_strategy": "prefix", "curvature_estimator": "row",
         "lowrank_rank": 64, "lowrank_scope": "block", "layer_k": 4, "window": None,
         "window_overlap": 0.5, "window_view": "prefix",
