@@ -222,6 +222,19 @@ def curvature_on_request(
     return on_request(model, tokens, target, compute)
 
 
+def hvp_dims(adapter: ModelAdapter, *, n_layers: int | None = None) -> dict[str, int]:
+    """The model sizes :func:`~heta_lens.curvature.hvp.hvp_bytes` and
+    :func:`~heta_lens.curvature.hvp.auto_chunk_size` take: ``n_layers`` (the blocks the HVPs
+    back-propagate through; default all), ``n_heads``, ``d_model``, ``d_mlp``, ``dtype_bytes``."""
+    return {
+        "n_layers": adapter.n_layers if n_layers is None else n_layers,
+        "n_heads": adapter.n_heads,
+        "d_model": adapter.d_model,
+        "d_mlp": adapter.d_mlp,
+        "dtype_bytes": torch.finfo(adapter.dtype).bits // 8,
+    }
+
+
 def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp, *, n_layers: int | None = None) -> int:
     """``hvp.chunk``, or a chunk sized to ``hvp.memory_gb`` (``None``: the automatic budget of
     the model's device, :func:`heta_lens.devices.auto_budget_gb`) for this model and context
@@ -234,12 +247,8 @@ def hvp_chunk_for(adapter: ModelAdapter, ctx: int, hvp: Hvp, *, n_layers: int | 
     if hvp.chunk is not None:
         return hvp.chunk
     return auto_chunk_size(
-        n_layers=adapter.n_layers if n_layers is None else n_layers,
-        n_heads=adapter.n_heads,
-        d_model=adapter.d_model,
-        d_mlp=adapter.d_mlp,
+        **hvp_dims(adapter, n_layers=n_layers),
         ctx=ctx,
-        dtype_bytes=torch.finfo(adapter.dtype).bits // 8,
         budget_gb=auto_budget_gb(adapter.device) if hvp.memory_gb is None else hvp.memory_gb,
         strategy=hvp.strategy,
     )

@@ -6,6 +6,7 @@ import torch
 
 import heta_lens as H
 from heta_lens.config import Hvp, Information, LayerSampled, RowBlock
+from heta_lens.curvature.base import hvp_dims
 from heta_lens.curvature.hvp import HvpBudgetError, hvp_bytes
 from heta_lens.hooks import ModelAdapter
 from heta_lens.information import rerun_chunk
@@ -16,15 +17,7 @@ ROW = H.HetaConfig(curvature=RowBlock(n_probes=4))
 
 def _one_vector_gb(model, ctx: int, *, n_layers: int | None = None) -> float:
     """The budget in which exactly one HVP vector fits (graph + one vector), in GB."""
-    adapter = ModelAdapter(model)
-    graph, per_vector = hvp_bytes(
-        n_layers=adapter.n_layers if n_layers is None else n_layers,
-        n_heads=adapter.n_heads,
-        d_model=adapter.d_model,
-        d_mlp=adapter.d_mlp,
-        ctx=ctx,
-        dtype_bytes=torch.finfo(adapter.dtype).bits // 8,
-    )
+    graph, per_vector = hvp_bytes(**hvp_dims(ModelAdapter(model), n_layers=n_layers), ctx=ctx)
     return (graph + per_vector) * 1.001 / 2**30
 
 
