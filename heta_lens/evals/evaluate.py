@@ -19,6 +19,7 @@ from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import random_attribution
 from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity
+from heta_lens.evals.protocol import get_protocol
 from heta_lens.evals.row_metrics import TargetContext, metric_values
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.store import row_key
@@ -100,7 +101,8 @@ def _noisy_results(context: TargetContext, names: Sequence[str]) -> dict[str, li
     out: dict[str, list[Tensor]] = {name: [] for name in names}
     for draw in range(context.settings.sensitivity_draws):
         ids, noise = context.noise(draw)
-        with embedding_noise(context.model, ids, noise):
+        replaceable = get_protocol(context.settings.protocol).noise_replaceable
+        with embedding_noise(context.model, ids, noise, replaceable=replaceable):
             for result, _, _ in run_methods(
                 context.model,
                 context.tokens,

@@ -14,7 +14,9 @@ method"). Two are registered:
   masks always keep it (π_0 = 1 in every copy, the zero baseline p_0 included) and a is
   normalised over positions ≥ 1; ``hard_topk_kl`` and AOPC rank, count (k = ceil(f·(ctx−1)))
   and mask positions ≥ 1 only; F1 ranks positions ≥ 1 only; DSA normalises over the paragraph
-  (narrative ∪ SciQ support segment), as the paper defines it.
+  (narrative ∪ SciQ support segment), as the paper defines it; the sensitivity metric's
+  embedding noise is part of each token's embedding on both backends (``legacy``: on a
+  TransformerBridge it was added after ``hook_embed``, on top of replaced values).
 
 Why ``standard`` is the default of new runs: HETA excludes position 0 by construction
 (``HetaConfig.sink="exclude"``) while IG keeps 20–27 % of its mass there, last-layer
@@ -41,12 +43,17 @@ class Protocol:
             perturbation touches and no normalisation includes.
         dsa_over: What DSA normalises over: ``"context"`` (every context position not
             protected) or ``"paragraph"`` (narrative ∪ SciQ support segment).
+        noise_replaceable: Where the sensitivity metric's embedding noise goes on a
+            TransformerBridge: part of the token's embedding, before ``hook_embed`` (``True``),
+            or after it, on top of replaced values (``False``, the stored runs'); see
+            :mod:`heta_lens.evals.metrics.sensitivity`.
         description: One line for tables and ``--help``.
     """
 
     name: str
     protected: int
     dsa_over: AlignmentNorm
+    noise_replaceable: bool
     description: str
 
     def __post_init__(self) -> None:
@@ -66,12 +73,14 @@ PROTOCOLS: dict[str, Protocol] = {
             name="legacy",
             protected=0,
             dsa_over="context",
+            noise_replaceable=False,
             description="stored runs before issue 25: BOS/sink maskable, DSA over the context",
         ),
         Protocol(
             name="standard",
             protected=1,
             dsa_over="paragraph",
+            noise_replaceable=True,
             description="BOS/sink never masked nor normalised over; DSA over the paragraph",
         ),
     )

@@ -182,13 +182,26 @@ class ModelAdapter:
 
     @contextmanager
     def token_embedding_offsets(
-        self, ids: Int[Tensor, " n_ids"], offsets: Float[Tensor, "n_ids d_model"]
+        self,
+        ids: Int[Tensor, " n_ids"],
+        offsets: Float[Tensor, "n_ids d_model"],
+        *,
+        replaceable: bool = True,
     ) -> Iterator[None]:
         """Add ``offsets[j]`` to the embedding of token id ``ids[j]``, wherever it occurs, in
         every forward inside the block.
 
         The offset depends on the token id, which ``hook_embed`` does not see, so this hooks
         the embedding module itself; the hook is removed on exit, also when the block raises.
+
+        ``replaceable=True`` (default): the offset is part of the token's embedding, added
+        *before* ``hook_embed``, so a forward that replaces ``hook_embed`` (a masked rerun, an
+        HVP or IG path at given embeddings) replaces the offset embedding too, on both
+        backends. ``False`` reproduces the placement used before the fix, on a
+        ``TransformerBridge`` only: the offset is added to the embedding bridge's output,
+        *after* its ``hook_embed``, so it lands on top of replaced embeddings (and a cached
+        prefix gets it once where a plain forward of replaced embeddings gets it twice). On a
+        ``HookedTransformer`` both are the same (its ``hook_embed`` follows the embedding module).
         """
         keys = ids.to(self.device)
         values = offsets.to(device=self.device, dtype=self.dtype)
@@ -200,7 +213,10 @@ class ModelAdapter:
             match = (tokens[..., None] == keys).to(values.dtype)  # [..., pos, n_ids]
             return output + match @ values
 
-        handle = self.model.embed.register_forward_hook(add)
+        module = self.model.embed
+        if replaceable and self.kind == "bridge":
+            module = module.original_component
+        handle = module.register_forward_hook(add)
         try:
             yield
         finally:

@@ -26,9 +26,12 @@ def test_registry_and_validation():
     with pytest.raises(ValueError, match="unknown protocol 'x'; valid: legacy, standard"):
         get_protocol("x")
     with pytest.raises(ValueError, match="protected"):
-        Protocol(name="p", protected=2, dsa_over="context", description="")
+        Protocol(name="p", protected=2, dsa_over="context", noise_replaceable=True, description="")
     with pytest.raises(ValueError, match="dsa_over"):
-        Protocol(name="p", protected=0, dsa_over=ALL, description="")
+        Protocol(name="p", protected=0, dsa_over=ALL, noise_replaceable=True, description="")
+    # the stored runs' sensitivity noise placement is kept by legacy only
+    assert not get_protocol("legacy").noise_replaceable
+    assert get_protocol("standard").noise_replaceable
 
 
 @pytest.mark.parametrize(
