@@ -251,7 +251,6 @@ def _carrier(j: int, copy_layer: int):
         d_vocab=50,
         attn_only=True,
         normalization_type=None,
-        act_fn=None,
         dtype=torch.float64,
         seed=0,
     )
