@@ -3,10 +3,13 @@
     python scripts/rescore_run.py evals/runs/curated-smollm2-135m OUT --protocol standard \
         --controls rank,matched,perm
     python scripts/rescore_run.py evals/runs/longra-smollm2-135m OUT --limit 20
+    python scripts/rescore_run.py evals/runs/causal-longra-smollm2-135m OUT \
+        --causal-site embed,mid,edges
 
 Reads the run's settings and rows, loads its model and dataset, and recomputes Soft-NS/NC
 (and its controls), hard-top-k, AOPC, DSA and F1 from the stored scores
-(``heta_lens.evals.rescore.rescore_run``): no attribution method is rerun. OUT is an ordinary
+(``heta_lens.evals.rescore.rescore_run``), and the causal metrics at the ``--causal-site``
+sites the run lacks: no attribution method is rerun. OUT is an ordinary
 run directory (``run.json``, ``rows.jsonl``, then ``summary.md``); rerunning the same command
 resumes. A curated run built from another file needs ``--data`` (run.json does not record it).
 """
@@ -23,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default=None, help="legacy | standard (default: the run's)")
     parser.add_argument("--controls", default=None, help="comma-separated: rank,matched,perm")
     parser.add_argument("--matched-fraction", type=float, default=None)
+    parser.add_argument(
+        "--causal-site", default=None, help="comma-separated causal sites (embed,mid,edges,...)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N dataset instances")
     parser.add_argument("--data", type=Path, default=None, help="curated file of the run")
     args = parser.parse_args(argv)
@@ -37,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["controls"] = tuple(c for c in args.controls.split(",") if c)
     if args.matched_fraction is not None:
         changes["matched_fraction"] = args.matched_fraction
+    if args.causal_site is not None:
+        changes["causal_sites"] = tuple(c for c in args.causal_site.split(",") if c)
     settings = read_settings(args.run)
     model = load_model(settings.model)
     instances = load_instances(settings.dataset, model, data=args.data, limit=args.limit)

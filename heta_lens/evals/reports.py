@@ -14,7 +14,7 @@ from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import Interval, bootstrap_ci
 from heta_lens.evals.settings import EvalSettings
-from heta_lens.evals.summary import HEADERS, LOG_RATIO_METRICS, MEAN_METRICS, summarize
+from heta_lens.evals.summary import LOG_RATIO_METRICS, header, mean_metrics, summarize
 from heta_lens.evals.tracing import causal_trace
 
 
@@ -64,13 +64,15 @@ def figure_values(
     """Method → metric header → 95% interval, for the ablation and sweep figures.
 
     Every summarised metric of the run: the Soft-NS/NC ln-ratios first (the faithfulness
-    metrics of the paper), then the per-target means, then rephrasing ρ when the run has
+    metrics of the paper), then the per-target means (the causal metrics of every site), then
+    rephrasing ρ when the run has
     active/passive pairs. Same numbers as the summary table (same bootstrap seed).
     """
-    plotted = (*LOG_RATIO_METRICS, *MEAN_METRICS)
+    summaries = summarize(rows, seed=seed)
+    plotted = (*LOG_RATIO_METRICS, *mean_metrics({k for s in summaries for k in s.values}))
     table = {
-        summary.method: {HEADERS[k]: summary.values[k] for k in plotted if k in summary.values}
-        for summary in summarize(rows, seed=seed)
+        summary.method: {header(k): summary.values[k] for k in plotted if k in summary.values}
+        for summary in summaries
     }
     for method, interval in rephrasing_by_method(rows, instances, seed=seed).items():
         table[method]["rephrasing ρ"] = interval

@@ -11,9 +11,11 @@ settings, :func:`~heta_lens.evals.stored.read_run` summarises it, and a second c
 
 Kept from the stored row, not recomputed: the scores, timings and diagnostics, and the
 ``causal`` and ``sensitivity`` metrics (independent of the protocol and the controls; the
-sensitivity metric would need the methods rerun). The rows are the ones
-:func:`~heta_lens.evals.evaluate.evaluate_target` writes under the new settings for the same
-scores (same seeds), up to the round-off of scores read back from JSON.
+sensitivity metric would need the methods rerun). Causal metrics at a site the stored run did
+not compute (``causal_sites=("embed", "edges")`` on a run of the ``embed`` site) are computed
+from the stored scores, from the same corrupted runs (same seeds) as a fresh run's. The rows
+are the ones :func:`~heta_lens.evals.evaluate.evaluate_target` writes under the new settings
+for the same scores (same seeds), up to the round-off of scores read back from JSON.
 """
 
 import dataclasses
@@ -38,7 +40,8 @@ RESCORED_GROUPS: tuple[str, ...] = ("soft", "hard", "aopc", "alignment")
 """Metric groups a rescoring recomputes from the stored scores."""
 
 KEPT_METRICS: tuple[str, ...] = ("patch_corr", "intervention_at_5", "misattribution", "sensitivity")
-"""Row metrics copied from the stored row (their groups are not rescored)."""
+"""Row metrics copied from the stored row (their groups are not rescored), at every causal
+site (``patch_corr@edges``, ...)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +67,12 @@ def rescored_settings(stored: EvalSettings, **changes: Any) -> EvalSettings:
 
     Raises:
         ValueError: A change to a field that fixes the stored scores (``dataset``, ``model``,
-            ``dtype``, ``seed``, ``heta_preset``, ``heta_overrides``) or an invalid value.
+            ``dtype``, ``seed``, ``heta_preset``, ``heta_overrides``) or the kept causal
+            values (``corruption``, ``noise_scale``, ``causal_draws``), or an invalid value.
     """
     fixed = {"dataset", "model", "dtype", "seed", "heta_preset", "heta_overrides"}
+    if "causal" in stored.metrics:  # the kept causal values were computed under these
+        fixed |= {"corruption", "noise_scale", "causal_draws"}
     bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(stored, k))
     if bad:
         raise ValueError(f"rescoring cannot change what fixed the stored scores: {bad}")
@@ -103,11 +109,10 @@ def rescore_run(
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise ValueError("rescore into a new directory: out is the source run")
-    settings = rescored_settings(read_settings(source), **changes)
+    stored_settings = read_settings(source)
+    settings = rescored_settings(stored_settings, **changes)
     check_run_file(out, settings)
-    compute = dataclasses.replace(
-        settings, metrics=tuple(g for g in settings.metrics if g in RESCORED_GROUPS)
-    )
+    compute = _computed(stored_settings, settings)
     done = done_keys(out)
     by_uid = {instance.uid: instance for instance in instances}
     stored = read_rows(source)
@@ -119,6 +124,17 @@ def rescore_run(
     return Rescored(
         settings=settings, rows=tuple(read_rows(out)), n_written=len(todo), missing_uids=missing
     )
+
+
+def _computed(stored: EvalSettings, settings: EvalSettings) -> EvalSettings:
+    """What a rescoring computes: the rescored groups, and the causal metrics at the sites
+    the stored run lacks."""
+    had = stored.causal_sites if "causal" in stored.metrics else ()
+    new_sites = tuple(s for s in settings.causal_sites if s not in had)
+    groups = tuple(g for g in settings.metrics if g in RESCORED_GROUPS)
+    if "causal" in settings.metrics and new_sites:
+        return dataclasses.replace(settings, metrics=(*groups, "causal"), causal_sites=new_sites)
+    return dataclasses.replace(settings, metrics=groups)
 
 
 def rescore_row(
@@ -134,5 +150,5 @@ def rescore_row(
     )
     context = TargetContext(model, instance, row["target"], settings)
     metrics, curves = metric_values(context, result)
-    kept = {k: v for k, v in row["metrics"].items() if k in KEPT_METRICS}
+    kept = {k: v for k, v in row["metrics"].items() if k.partition("@")[0] in KEPT_METRICS}
     return {**row, "metrics": {**metrics, **kept}, "curves": curves}

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.metrics import dsa, perturbation_metrics, topk_f1
 from heta_lens.evals.metrics.causal import TokenEffects, causal_scores, token_effects
+from heta_lens.evals.metrics.causal_sites import metric_key
 from heta_lens.evals.metrics.controls import controlled_soft_scores
 from heta_lens.evals.metrics.sensitivity import token_noise
 from heta_lens.evals.protocol import get_protocol
@@ -24,7 +25,8 @@ from heta_lens.result import AttributionResult
 class TargetContext:
     """What every method of one target shares, computed on first use.
 
-    :meth:`effects`: the single-token causal effects (method independent, computed once);
+    :meth:`effects`: the single-token causal effects of a site (method independent, computed
+    once per site; every site patches from the same corrupted embeddings, one seed per target);
     :meth:`noise`: each sensitivity draw's noise, seeded per (run, instance, target, draw) so
     every method is rerun under the same noise.
     """
@@ -33,19 +35,19 @@ class TargetContext:
         self, model: nn.Module, instance: EvalInstance, target: int, settings: EvalSettings
     ):
         self.model, self.instance, self.target, self.settings = model, instance, target, settings
-        self._effects: TokenEffects | None = None
+        self._effects: dict[str, TokenEffects] = {}
 
     @property
     def tokens(self) -> Tensor:
         return torch.tensor(self.instance.tokens, dtype=torch.long)
 
-    def effects(self) -> TokenEffects:
-        if self._effects is None:
+    def effects(self, site: str = "embed") -> TokenEffects:
+        if site not in self._effects:
             s = self.settings
             generator = torch.Generator().manual_seed(
                 row_seed(s.seed, self.instance.uid, self.target, "causal")
             )
-            self._effects = token_effects(
+            self._effects[site] = token_effects(
                 self.model,
                 self.tokens,
                 target=self.target,
@@ -53,8 +55,9 @@ class TargetContext:
                 noise_scale=s.noise_scale,
                 n_draws=s.causal_draws,
                 generator=generator,
+                site=site,
             )
-        return self._effects
+        return self._effects[site]
 
     def noise(self, draw: int) -> tuple[Tensor, Tensor]:
         """Token ids and noise of sensitivity draw ``draw`` (the same for every method)."""
@@ -89,14 +92,16 @@ def metric_values(
     if "alignment" in settings.metrics and "support" in instance.regions:
         metrics.update(alignment_values(instance, target, scores, protocol=settings.protocol))
     if "causal" in settings.metrics:
-        causal = causal_scores(
-            model, tokens, target=target, scores=scores.detach(), effects=context.effects()
-        )
-        metrics.update(
-            patch_corr=None if math.isnan(causal.patch_corr) else causal.patch_corr,
-            intervention_at_5=causal.intervention_at_k,
-            misattribution=causal.misattribution,
-        )
+        for site in settings.causal_sites:
+            causal = causal_scores(
+                model, tokens, target=target, scores=scores.detach(), effects=context.effects(site)
+            )
+            values = {
+                "patch_corr": None if math.isnan(causal.patch_corr) else causal.patch_corr,
+                "intervention_at_5": causal.intervention_at_k,
+                "misattribution": causal.misattribution,
+            }
+            metrics.update({metric_key(k, site): v for k, v in values.items()})
     return metrics, curves
 
 

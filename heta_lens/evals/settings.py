@@ -13,6 +13,7 @@ from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
 from heta_lens.evals.metrics.causal import check_corruption
+from heta_lens.evals.metrics.causal_sites import check_sites
 from heta_lens.evals.metrics.controls import CONTROLS, DEFAULT_MATCHED_FRACTION, check_controls
 from heta_lens.evals.protocol import DEFAULT_PROTOCOL, PROTOCOLS, STORED_DEFAULT, get_protocol
 from heta_lens.flags import comma_list, flag, positional
@@ -53,6 +54,9 @@ class EvalSettings:
             ``mask_rows`` scheme).
         noise_scale: Causal noise scale c (ε ~ N(0, (c·σ_embedding)²)).
         causal_draws: Noise draws averaged per causal effect.
+        causal_sites: Where the causal metrics patch (module ``evals.metrics.causal_sites``):
+            ``embed`` (row keys ``patch_corr``, ...; the only site of the stored runs),
+            ``mid``, ``resid:<layer>``, ``edges`` (row keys ``patch_corr@<site>``).
         sensitivity_delta: Relative embedding-noise size δ of the sensitivity metric.
         sensitivity_draws: Noisy reruns per method for the sensitivity metric.
         protocol: The evaluation protocol of every method (:mod:`heta_lens.evals.protocol`):
@@ -77,6 +81,7 @@ class EvalSettings:
     corruption: str = "noise"
     noise_scale: float = 3.0
     causal_draws: int = 4
+    causal_sites: tuple[str, ...] = ("embed",)
     sensitivity_delta: float = 0.05
     sensitivity_draws: int = 3
     protocol: str = DEFAULT_PROTOCOL
@@ -100,6 +105,7 @@ class EvalSettings:
         if self.noise_scale <= 0 or self.sensitivity_delta < 0:
             raise ValueError("noise_scale must be > 0 and sensitivity_delta >= 0")
         check_corruption(self.corruption)
+        check_sites(self.causal_sites)
         unknown = [m for m in self.metrics if m not in METRIC_GROUPS]
         if unknown:
             valid = ", ".join(METRIC_GROUPS)
@@ -163,6 +169,13 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "occlusion",
 )
 
+SUITE_METHODS: dict[str, tuple[str, ...]] = {
+    "causal": (*DEFAULT_METHODS, "heta_kl_only", "kl_occlusion"),
+}
+"""Suites whose default methods differ from :data:`DEFAULT_METHODS`. The causal suite adds
+the KL-only HETA ablation and KL occlusion: two methods that, like occlusion, score a token by
+removing it, but read the whole next-token distribution instead of log P(target)."""
+
 _EVAL_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(EvalSettings)}
 """:class:`EvalSettings`'s defaults, which the matching :class:`SuiteSettings` fields share."""
 
@@ -183,7 +196,8 @@ class SuiteSettings:
         backend: ``bridge`` (TransformerBridge) or ``hooked`` (HookedTransformer).
         device: ``cpu``, ``cuda`` or ``auto`` (:func:`heta_lens.devices.resolve_device`).
         dtype: Weight dtype (``float32``, ``bfloat16``, ``float16``, ``float64``).
-        methods: Registered method names, or ``("all",)`` for every registered method.
+        methods: Registered method names, or ``("all",)`` for every registered method
+            (``None``: the suite's :data:`SUITE_METHODS`, else :data:`DEFAULT_METHODS`).
         limit: Evaluate the first ``limit`` instances only.
         out: Output directory (default ``eval-results/<suite-dataset>-<model stem>``).
         data_dir: Data root (default :func:`heta_lens.models.default_data_dir`).
@@ -198,6 +212,8 @@ class SuiteSettings:
         beta_sweep: Add the β/γ sweep ``heta@beta=B`` to ``methods``.
         corruption: Intervention of the causal metrics.
         causal_draws: Noise draws per causal effect.
+        causal_sites: Where the causal metrics patch (``embed``, ``mid``, ``resid:<L>``,
+            ``edges``).
         sensitivity_delta: Relative embedding noise δ of the sensitivity metric.
         sensitivity_draws: Noisy reruns per method (≥ 2).
         protocol: Evaluation protocol of every method (:mod:`heta_lens.evals.protocol`).
@@ -226,10 +242,11 @@ class SuiteSettings:
     )
     device: str = device_flag()
     dtype: str = dtype_flag()
-    methods: tuple[str, ...] = flag(
-        DEFAULT_METHODS,
+    methods: tuple[str, ...] | None = flag(
+        None,
         parse=comma_list,
-        help=f"comma-separated registry names or 'all' (default: {','.join(DEFAULT_METHODS)})",
+        help=f"comma-separated registry names or 'all' (default: {','.join(DEFAULT_METHODS)}; "
+        "causal suite: also heta_kl_only,kl_occlusion)",
     )
     limit: int | None = flag(None, help="first N instances only")
     out: Path | None = flag(None, help="output dir (default eval-results/…)")
@@ -270,6 +287,14 @@ class SuiteSettings:
         help="causal intervention: noise (Meng et al., 3σ) | zero | mean | token:<id>",
     )
     causal_draws: int = flag(_EVAL_DEFAULTS["causal_draws"], help="noise draws per causal effect")
+    causal_sites: tuple[str, ...] = flag(
+        _EVAL_DEFAULTS["causal_sites"],
+        name="--causal-site",
+        parse=comma_list,
+        help="where the causal metrics patch, comma-separated: embed (input embedding; "
+        "default) | mid (residual at layer n_layers//2) | resid:L | edges (attention edges "
+        "i→readout, keys and values); non-embed keys are suffixed @site",
+    )
     sensitivity_delta: float = flag(
         _EVAL_DEFAULTS["sensitivity_delta"], help="relative embedding noise δ"
     )
@@ -312,6 +337,7 @@ class SuiteSettings:
             raise ValueError("--on selects the dataset of a suite (causal, robustness)")
         if self.on is not None and self.on not in DATASETS:
             raise ValueError(f"unknown dataset {self.on!r}; valid: {', '.join(DATASETS)}")
+        check_sites(self.causal_sites)
         if self.runner not in RUNNERS:
             raise ValueError(f"unknown runner {self.runner!r}; valid: {', '.join(RUNNERS)}")
         if self.ray_address is not None and self.runner != "ray":
@@ -340,6 +366,13 @@ class SuiteSettings:
     def out_dir(self) -> Path:
         """Where rows and summaries go."""
         return self.out or Path("eval-results") / f"{self.name}-{Path(self.model).stem}"
+
+    @property
+    def method_names(self) -> tuple[str, ...]:
+        """The methods asked for: ``methods``, else the suite's, else the defaults."""
+        if self.methods is not None:
+            return self.methods
+        return SUITE_METHODS.get(self.suite or "", DEFAULT_METHODS)
 
     @property
     def metric_groups(self) -> tuple[str, ...]:
@@ -371,6 +404,7 @@ class SuiteSettings:
             mask=self.mask,
             corruption=self.corruption,
             causal_draws=self.causal_draws,
+            causal_sites=self.causal_sites,
             sensitivity_delta=self.sensitivity_delta,
             sensitivity_draws=self.sensitivity_draws,
             protocol=self.protocol,

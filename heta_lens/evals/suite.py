@@ -142,7 +142,8 @@ def suite_instances(
 
 def suite_methods(settings: SuiteSettings) -> list[str]:
     """The method names of ``settings`` (``all`` expanded, the β sweep added), validated."""
-    methods = list_methods() if settings.methods == ("all",) else list(settings.methods)
+    names = settings.method_names
+    methods = list_methods() if names == ("all",) else list(names)
     if settings.beta_sweep:
         methods += [m for m in beta_sweep() if m not in methods]
     return check_methods(methods)

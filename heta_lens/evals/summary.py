@@ -7,7 +7,10 @@ ln(mean over instances of metric(method) / mean of metric(random)), with a paire
 interval (the same resampled instances in numerator and denominator); 0 means no better than
 the random attribution. Soft-NS/NC under a concentration control (row keys
 ``soft_ns@<control>``, :mod:`heta_lens.evals.metrics.controls`) are log ratios against the
-random baseline under the same control, in columns after the recipe's own.
+random baseline under the same control, in columns after the recipe's own. The causal
+metrics at a site other than ``embed`` (row keys ``patch_corr@edges``, ...,
+:mod:`heta_lens.evals.metrics.causal_sites`) are means like their ``embed`` columns, placed
+right after them.
 """
 
 import csv
@@ -36,6 +39,8 @@ MEAN_METRICS: tuple[str, ...] = (
     "misattribution",
     "sensitivity",
 )
+CAUSAL_METRICS: tuple[str, ...] = ("patch_corr", "intervention_at_5", "misattribution")
+"""The causal metrics, which a run computes once per site (``@site`` keys past ``embed``)."""
 HEADERS: dict[str, str] = {
     "soft_ns": "Soft-NS ln-ratio",
     "soft_nc": "Soft-NC ln-ratio",
@@ -68,6 +73,22 @@ def log_ratio_metrics(keys: set[str]) -> tuple[str, ...]:
     """The recipe's Soft-NS/NC, then each control's (in :data:`CONTROLS` order) in ``keys``."""
     controlled = tuple(f"{m}@{c}" for c in CONTROLS for m in LOG_RATIO_METRICS)
     return (*LOG_RATIO_METRICS, *(m for m in controlled if m in keys))
+
+
+def mean_metrics(keys: set[str]) -> tuple[str, ...]:
+    """:data:`MEAN_METRICS`, with each causal site's keys in ``keys`` after the ``embed`` ones
+    (sites in name order, each as Patch-Corr, Intervention@5, Misattribution).
+
+    Examples:
+        >>> mean_metrics({"patch_corr", "patch_corr@mid", "misattribution@edges"})[9:12]
+        ('misattribution', 'misattribution@edges', 'patch_corr@mid')
+    """
+    sites = sorted(
+        {k.partition("@")[2] for k in keys if "@" in k and k.partition("@")[0] in CAUSAL_METRICS}
+    )
+    sited = [f"{m}@{site}" for site in sites for m in CAUSAL_METRICS if f"{m}@{site}" in keys]
+    cut = MEAN_METRICS.index(CAUSAL_METRICS[-1]) + 1
+    return (*MEAN_METRICS[:cut], *sited, *MEAN_METRICS[cut:])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +129,8 @@ def summarize(
     table = per_instance_means(rows)
     random = table.get(RANDOM, {})
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != RANDOM]
-    ratios = log_ratio_metrics({k for r in rows for k in r["metrics"]})
+    keys = {k for r in rows for k in r["metrics"]}
+    ratios = log_ratio_metrics(keys)
     out = []
     for method in [*methods, RANDOM] if random else methods:
         per_uid = table.get(method, {})
@@ -122,7 +144,7 @@ def summarize(
                 b = [random[u][metric] for u in uids]
                 values[metric] = bootstrap_log_ratio(a, b, n_resamples=n_resamples, seed=seed)
                 raw[metric] = sum(a) / len(a)
-        for metric in MEAN_METRICS:
+        for metric in mean_metrics(keys):
             column = [per_uid[u][metric] for u in per_uid if metric in per_uid[u]]
             if column:
                 values[metric] = bootstrap_ci(column, n_resamples=n_resamples, seed=seed)
@@ -160,7 +182,7 @@ def _cell(interval: Interval | None) -> str:
 def markdown_table(summaries: Sequence[MethodSummary]) -> str:
     """A markdown table: one line per method, ``mean [low, high]`` per metric."""
     keys = {m for s in summaries for m in s.values}
-    metrics = [m for m in (*log_ratio_metrics(keys), *MEAN_METRICS) if m in keys]
+    metrics = [m for m in (*log_ratio_metrics(keys), *mean_metrics(keys)) if m in keys]
     titles = ["method", "targets", *(header(m) for m in metrics), "s/target"]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for s in summaries:

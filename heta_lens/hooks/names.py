@@ -13,6 +13,11 @@ def attn_pattern(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
+def attn_k(layer: int) -> str:
+    """Key vectors ``[batch, pos, head_index|kv_head, d_head]`` of ``layer`` (before rotary)."""
+    return f"blocks.{layer}.attn.hook_k"
+
+
 def attn_v(layer: int) -> str:
     """Value vectors ``[batch, pos, head_index|kv_head, d_head]`` of ``layer``."""
     return f"blocks.{layer}.attn.hook_v"
@@ -27,6 +32,11 @@ def attn_out(layer: int) -> str:
 def resid_pre(layer: int) -> str:
     """Residual stream entering block ``layer``."""
     return f"blocks.{layer}.hook_resid_pre"
+
+
+def resid_post(layer: int) -> str:
+    """Residual stream leaving block ``layer`` (the input of block ``layer + 1``)."""
+    return f"blocks.{layer}.hook_resid_post"
 
 
 # Hook points of block l computed before that block's attention mixes positions: their value

@@ -1,10 +1,34 @@
 """Causal validity of an attribution by activation patching (docs/evaluation.md).
 
-The intervention on context token i is the patch of the residual stream entering block 0
-(``blocks.0.hook_resid_pre``, i.e. the token's input embedding) at position i, taken from a
-corrupted run, into the clean run; its effect is the drop of the target's log-probability,
+The intervention on context token i patches an activation of position i, taken from a
+corrupted run (a full forward with token i's input embedding corrupted), into the clean run;
+its effect is the drop of the target's log-probability,
 
-    Δ_i = log P(x_T | x_<T) − E_draws[ log P(x_T | x_<T with position i corrupted) ].
+    Δ_i = log P(x_T | x_<T) − E_draws[ log P(x_T | x_<T, site of position i patched) ].
+
+Sites (``site=``, :mod:`heta_lens.evals.metrics.causal_sites`):
+
+- ``"embed"`` (default; the only site of the runs stored before sites existed): the input
+  embedding of position i (``hook_embed``). Corrupting a token's embedding and reading the
+  prediction is what (embedding) occlusion scores, so this site favours occlusion by
+  construction; the other two do not.
+- ``"resid:<L>"`` / ``"mid"`` (L = n_layers // 2): the residual stream of position i entering
+  block L (``blocks.{L}.hook_resid_pre``), i.e. what positions ≤ i have written into
+  position i by then, with token i corrupted. ``resid:0`` is the ``embed`` intervention
+  (block 0's input at i is a position-wise function of token i's embedding: the embedding,
+  plus the positional embedding where the model has one; tested equal).
+- ``"edges"``: the attention edges i → q, q = T − 1 the readout position: in every layer and
+  every head, query q reads position i's key *and* value from the corrupted run, every other
+  position keeps its clean state (:mod:`heta_lens.hooks.patching`). This is path patching of
+  the edges from sender i into receiver q (Wang et al. 2022; Conmy et al. 2023's edge
+  patching, where a receiver's K and V inputs from a sender are patched): the softmax is
+  renormalised with the corrupted key, so a token that matters by being attended to (its key)
+  counts as much as one that matters by what it carries (its value). Not patched: what i
+  reaches q through other positions (i → j → q), and token q's own residual path. (Why not
+  the other readings: :mod:`~heta_lens.evals.metrics.causal_sites`.)
+
+The resid and edges sites cost two forwards per patched batch (the corrupted run, then the
+patched run) where ``embed`` costs one.
 
 Corruption (``corruption=``):
 
@@ -16,9 +40,9 @@ Corruption (``corruption=``):
 
 Every draw's corrupted rows are kept in :class:`TokenEffects`, so all methods of one target are
 scored against the *same* interventions, and the single-token effects (method independent) are
-computed once per target. They equal TransformerLens's
-``transformer_lens.patching.get_act_patch_resid_pre`` at layer 0 (tested), computed in batched
-forwards instead of one forward per position.
+computed once per target and site. At ``embed`` (layer 0) and at ``resid:<L>`` they equal
+TransformerLens's ``transformer_lens.patching.get_act_patch_resid_pre`` at that layer
+(tested), computed in batched forwards instead of one forward per position.
 
 From the effects and a method's scores:
 
@@ -26,7 +50,9 @@ From the effects and a method's scores:
   NaN when the scores are constant). The BOS/sink position is included: patching it is a real
   intervention, and a method that ranks it is judged on what patching it does.
 - **Intervention@k** = Δlog P when the top-k positions (by score; ties → earlier position) are
-  corrupted together (k = 5; higher = the top tokens matter more).
+  patched together (k = 5; higher = the top tokens matter more): one corrupted run with all k
+  tokens corrupted, its site activations at the k positions patched in (at ``embed``: the k
+  embeddings corrupted together).
 - **Misattribution** = share of the top-``top`` positions (10) whose single-token Δ < τ (0.01
   nats): highly ranked tokens whose intervention barely moves the prediction (lower = better).
 """
@@ -39,9 +65,17 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
-from heta_lens.evals.metrics._common import batch_log_probs, ranking, replaced, validated
+from heta_lens.evals.metrics._common import ranking, replaced, validated
+from heta_lens.evals.metrics.causal_sites import (
+    EMBED_SITE,
+    clean_log_probs,
+    clean_states,
+    patched_log_probs,
+    resolve_site,
+)
 from heta_lens.evals.metrics.rank import spearman
 from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.hooks.patching import PatchSite
 from heta_lens.inputs import Prepared
 from heta_lens.masking import mask_rows
 
@@ -56,6 +90,7 @@ class TokenEffects:
         clean: Clean input embeddings of the context, ``[ctx, d_model]``.
         corrupted: Corrupted embeddings per draw, ``[draw, ctx, d_model]``.
         corruption: The corruption scheme.
+        site: Where the corrupted run is patched in (module docstring).
     """
 
     delta: Float[Tensor, " ctx"]
@@ -63,6 +98,7 @@ class TokenEffects:
     clean: Float[Tensor, "ctx d_model"]
     corrupted: Float[Tensor, "draw ctx d_model"]
     corruption: str
+    site: str = EMBED_SITE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +140,7 @@ def token_effects(
     n_draws: int = 4,
     generator: torch.Generator | None = None,
     batch: int = 64,
+    site: str = EMBED_SITE,
 ) -> TokenEffects:
     """Δlog P(target) of patching each context position alone from a corrupted run.
 
@@ -116,13 +153,16 @@ def token_effects(
         n_draws: Noise draws averaged (``"noise"`` only; the others are deterministic).
         generator: Source of the noise (CPU generator; default: a fresh one seeded 0).
         batch: Sequences per forward.
+        site: ``"embed"``, ``"mid"``, ``"resid:<layer>"`` or ``"edges"`` (module docstring).
+            The corrupted embeddings do not depend on it: under one generator seed every
+            site patches from the same corrupted runs.
 
     Returns:
         :class:`TokenEffects`.
 
     Raises:
-        ValueError: Bad tokens/target, unknown corruption, ``n_draws < 1`` or
-            ``noise_scale <= 0``.
+        ValueError: Bad tokens/target, unknown corruption or site, a ``resid`` layer outside
+            the model, ``n_draws < 1`` or ``noise_scale <= 0``.
     """
     check_corruption(corruption)
     if n_draws < 1:
@@ -130,6 +170,7 @@ def token_effects(
     if noise_scale <= 0:
         raise ValueError(f"noise_scale must be > 0; got {noise_scale}")
     adapter, req, _ = validated(model, tokens, target=target, scores=torch.zeros(target))
+    where = resolve_site(site, adapter.n_layers)
     ctx = req.target
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     with preserved_model_state(model), torch.no_grad():
@@ -140,10 +181,14 @@ def token_effects(
             corrupted = x[None] + (sigma * eps).to(device=x.device, dtype=x.dtype)
         else:
             corrupted = mask_rows(adapter, x, corruption)[None]
-        log_p_clean = float(batch_log_probs(adapter, req, x[None])[0, req.target_id])
+        log_p, clean = clean_log_probs(adapter, req, x, where)
+        log_p_clean = float(log_p[req.target_id])
         eye = torch.eye(ctx, dtype=torch.bool, device=x.device)
         patched = torch.stack(
-            [_target_log_probs(adapter, req, x, rows, eye, batch=batch) for rows in corrupted]
+            [
+                _target_log_probs(adapter, req, x, rows, eye, batch=batch, site=where, clean=clean)
+                for rows in corrupted
+            ]
         )
     return TokenEffects(
         delta=(log_p_clean - patched.mean(0)).cpu(),
@@ -151,6 +196,7 @@ def token_effects(
         clean=x,
         corrupted=corrupted,
         corruption=corruption,
+        site=site,
     )
 
 
@@ -162,12 +208,17 @@ def _target_log_probs(
     drops: Tensor,
     *,
     batch: int,
+    site: PatchSite,
+    clean: dict[str, Tensor],
 ) -> Tensor:
-    """log P(target) for each row of ``drops`` (positions replaced by ``corrupted``)."""
+    """log P(target) for each row of ``drops`` (those positions patched at ``site`` from the
+    run with them replaced by ``corrupted``)."""
     out = []
     for start in range(0, drops.shape[0], batch):
-        rows = replaced(x, corrupted, drops[start : start + batch])
-        out.append(batch_log_probs(adapter, req, rows)[:, req.target_id].double())
+        drop = drops[start : start + batch]
+        rows = replaced(x, corrupted, drop)
+        log_p = patched_log_probs(adapter, req, x, rows, drop, site=site, clean=clean)
+        out.append(log_p[:, req.target_id].double())
     return torch.cat(out)
 
 
@@ -180,14 +231,19 @@ def group_effect(
     positions: Tensor,
     effects: TokenEffects,
 ) -> float:
-    """Δlog P(target) when ``positions`` are corrupted together (same draws as ``effects``)."""
+    """Δlog P(target) when ``positions`` are patched together (same draws and site as
+    ``effects``)."""
     adapter, req, _ = validated(model, tokens, target=target, scores=torch.zeros(target))
+    where = resolve_site(effects.site, adapter.n_layers)
     drop = torch.zeros(1, req.target, dtype=torch.bool, device=effects.clean.device)
     drop[0, positions.to(drop.device)] = True
     with preserved_model_state(model), torch.no_grad():
+        clean = clean_states(adapter, req, effects.clean, where)
         patched = torch.stack(
             [
-                _target_log_probs(adapter, req, effects.clean, rows, drop, batch=1)[0]
+                _target_log_probs(
+                    adapter, req, effects.clean, rows, drop, batch=1, site=where, clean=clean
+                )[0]
                 for rows in effects.corrupted
             ]
         )

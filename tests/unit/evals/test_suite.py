@@ -22,7 +22,9 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "backend": "bridge",
     "device": "cpu",  # added with issue 23 (devices and dtypes)
     "dtype": "float32",
-    "methods": ("heta", "integrated_gradients", "attention_rollout", "occlusion"),
+    # issue 25 item 6: None = the suite's methods (SUITE_METHODS), else DEFAULT_METHODS, the
+    # old default (checked in test_parser_defaults_are_the_settings_defaults)
+    "methods": None,
     "limit": None,
     "out": None,
     "data_dir": None,
@@ -37,6 +39,7 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "beta_sweep": False,
     "corruption": "noise",
     "causal_draws": 4,
+    "causal_sites": ("embed",),  # issue 25 item 6 (--causal-site; stored runs read as embed)
     "sensitivity_delta": 0.05,
     "sensitivity_draws": 3,
     "protocol": "standard",  # added with issue 25 (stored runs without it read as legacy)
@@ -83,8 +86,15 @@ def test_parser_defaults_are_the_settings_defaults():
     defaults = {f.name: f.default for f, spec in flag_fields(SuiteSettings) if not spec.positional}
     assert defaults == HISTORIC_DEFAULTS
     assert {k: getattr(parsed, k) for k in defaults} == HISTORIC_DEFAULTS
-    flags = {"--" + k.replace("_", "-") for k in HISTORIC_DEFAULTS if k != "plots"}
-    assert _option_strings() == {"-h", "--help", "--no-plots", *flags}
+    renamed = {"plots": "--no-plots", "causal_sites": "--causal-site"}
+    flags = {renamed.get(k, "--" + k.replace("_", "-")) for k in HISTORIC_DEFAULTS}
+    assert _option_strings() == {"-h", "--help", *flags}
+    assert SuiteSettings(dataset="curated").method_names == (
+        "heta",
+        "integrated_gradients",
+        "attention_rollout",
+        "occlusion",
+    )
     # the settings that fix the numbers share EvalSettings' own defaults
     assert SuiteSettings(dataset="curated").eval_settings() == EvalSettings(
         dataset="curated", model="smollm2-135m", heta_preset="fast"
