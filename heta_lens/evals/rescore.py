@@ -6,9 +6,10 @@ model forwards (Soft-NS/NC and its controls, ``hard_topk_kl``, AOPC, their targe
 ``*_logp`` versions, DSA, F1) can be recomputed without rerunning any attribution method.
 :func:`rescore_run` reads a run directory, recomputes those groups for every stored row under
 new settings (:func:`heta_lens.evals.row_metrics.metric_values`, the runner's own function)
-and appends the rows to a new directory, which is an ordinary run directory: its ``run.json`` holds the new
-settings, :func:`~heta_lens.evals.stored.read_run` summarises it, and a second call resumes
-(rows already there are skipped; a row cut by ``kill -9`` is recomputed).
+and appends the rows to a new directory, which is an ordinary run directory: its
+``run.json`` holds the new settings, :func:`~heta_lens.evals.stored.read_run` summarises it,
+and a second call resumes (rows already there are skipped; a row cut by ``kill -9`` is
+recomputed).
 
 Kept from the stored row, not recomputed: the scores, timings and diagnostics, and the
 ``causal`` and ``sensitivity`` metrics (independent of the protocol and the controls; the

@@ -32,12 +32,17 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HETA_LENS_CACHE", str(tmp_path / "cache"))
 
 
+# Word ids whose text the tiny tokenizer reads back as one token: "w1x"/"w2x" are split into
+# the special BOS/EOS token "w1"/"w2" and an unknown rest when the tokenizer is reloaded.
+SAFE = (3, 4, 5, 6, 7, 8, 9, *range(30, 50))
+
+
 def _prompt(k: int) -> dict[str, Any]:
     return {
         "id": f"c{k}",
-        "narrative": f"w5 w{3 + k}",
-        "support": f"w7 w8 w{4 + k}",
-        "question": f"w{6 + k} w8",
+        "narrative": f"w5 w{SAFE[k]}",
+        "support": f"w7 w8 w{SAFE[k + 1]}",
+        "question": f"w{SAFE[k + 2]} w8",
         "support_spans": [[3, 5]],
     }
 
@@ -51,14 +56,15 @@ def _next_log_probs(model: Any, row: dict[str, Any]) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def rows_and_model(model_dir, tmp_path_factory) -> tuple[Path, Any, list[str], list[int]]:
-    """Eight rows whose answer is, for even k, the tiny model's greedy token (found by an
-    explicit forward) and otherwise its 2nd, 5th or 12th most likely word token."""
+    """Eight rows whose answer is, for even k, the tiny model's most likely safe word token
+    (found by an explicit forward; its greedy token when that is a safe word) and otherwise
+    its 2nd, 5th or 12th most likely one."""
     model = load_model(str(model_dir))
     rows, greedy, ranks = [], [], []
     for k in range(8):
         row = _prompt(k)
         log_p = _next_log_probs(model, row)
-        order = [int(i) for i in log_p.argsort(descending=True) if int(i) > 2]  # w0–w2 special
+        order = [int(i) for i in log_p.argsort(descending=True) if int(i) in SAFE]
         rank_wanted = 0 if k % 2 == 0 else (1, 4, 11)[k // 2 % 3]
         answer = order[rank_wanted]
         row["answer"] = f"w{answer}"
@@ -73,7 +79,7 @@ def rows_and_model(model_dir, tmp_path_factory) -> tuple[Path, Any, list[str], l
 
 def test_top1_keeps_exactly_the_rows_whose_answer_is_the_greedy_token(rows_and_model):
     path, model, greedy, ranks = rows_and_model
-    assert greedy == ["c0", "c2", "c4", "c6"]  # the fixture's construction, checked
+    assert greedy and set(greedy) <= {"c0", "c2", "c4", "c6"}  # construction, checked
     top1 = load_curated(model, data_path=path, top_k=filter_top_k("top1"), progress=False)
     assert [i.uid for i in top1] == greedy
     assert all(i.meta["answer_rank"] == 0 for i in top1)
