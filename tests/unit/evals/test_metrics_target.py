@@ -129,35 +129,38 @@ def test_every_target_value_equals_an_explicit_rerun(model_id, mask):
         return out
 
     rel = oracle_tolerance(model)["rtol"]
-    approx = {"rel": rel, "abs": 1e-9}
-    assert soft.log_p == pytest.approx(clean, **approx)
-    assert soft.log_p_zero == pytest.approx(zero, **approx)
-    assert soft.log_p_s_draws == pytest.approx(s_draws, **approx)
-    assert soft.log_p_c_draws == pytest.approx(c_draws, **approx)
+
+    def close(expected):
+        return pytest.approx(expected, rel=rel, abs=1e-9)
+
+    assert soft.log_p == close(clean)
+    assert soft.log_p_zero == close(zero)
+    assert soft.log_p_s_draws == close(s_draws)
+    assert soft.log_p_c_draws == close(c_draws)
     assert clean > zero  # the model's own prediction loses log-probability without context
     # the normalised values: the module's formulas on the oracle's log-probabilities (measured:
     # bit-identical to the oracle on both models and masks; the oracle tolerance is kept for
     # BLAS paths whose batched forward rounds differently)
     loss = clean - zero
-    assert soft.soft_ns == pytest.approx(max(0.0, _mean(s_draws) - zero) / loss, **approx)
-    assert soft.soft_nc == pytest.approx(max(0.0, clean - _mean(c_draws)) / loss, **approx)
+    assert soft.soft_ns == close(max(0.0, _mean(s_draws) - zero) / loss)
+    assert soft.soft_nc == close(max(0.0, clean - _mean(c_draws)) / loss)
     nc = [clean - ell(without(k)) for k in (1, 2, 3)]
     ns = [ell(only(k)) - clean for k in (1, 2, 3)]
-    assert hard.nc_per_fraction == pytest.approx(nc, **approx)
-    assert hard.ns_per_fraction == pytest.approx(ns, **approx)
-    assert hard.nc == pytest.approx(_mean(nc), **approx)
-    assert hard.ns == pytest.approx(_mean(ns), **approx)
+    assert hard.nc_per_fraction == close(nc)
+    assert hard.ns_per_fraction == close(ns)
+    assert hard.nc == close(_mean(nc))
+    assert hard.ns == close(_mean(ns))
     ks = range(1, 11)
     deletion, insertion = [ell(without(k)) for k in ks], [ell(only(k)) for k in ks]
     empty = ell(repl)
-    assert aopc.log_p_orig == pytest.approx(clean, **approx)
-    assert aopc.log_p_empty == pytest.approx(empty, **approx)
-    assert aopc.log_p_deletion == pytest.approx(deletion, **approx)
-    assert aopc.log_p_insertion == pytest.approx(insertion, **approx)
-    assert aopc.deletion_aopc == pytest.approx(_mean([clean - v for v in deletion]), **approx)
-    assert aopc.insertion_aopc == pytest.approx(_mean([v - empty for v in insertion]), **approx)
+    assert aopc.log_p_orig == close(clean)
+    assert aopc.log_p_empty == close(empty)
+    assert aopc.log_p_deletion == close(deletion)
+    assert aopc.log_p_insertion == close(insertion)
+    assert aopc.deletion_aopc == close(_mean([clean - v for v in deletion]))
+    assert aopc.insertion_aopc == close(_mean([v - empty for v in insertion]))
     # same forward as the full-distribution versions: the probability curve is exp of ours
-    assert got.aopc.p_deletion == pytest.approx([math.exp(v) for v in deletion], **approx)
+    assert got.aopc.p_deletion == close([math.exp(v) for v in deletion])
 
 
 @pytest.mark.parametrize("model_id", model_params(["hooked-ln", "bridge"]))
@@ -175,10 +178,14 @@ def test_protected_sink_is_kept_in_the_zero_baseline_and_the_empty_end(model_id)
     sink_only = x.clone()
     sink_only[1:] = 0.0
     expected = _log_p(model, prefix, sink_only, tid)
-    approx = {"rel": oracle_tolerance(model)["rtol"], "abs": 1e-9}
-    assert got.soft.logp.log_p_zero == pytest.approx(expected, **approx)
-    assert got.aopc.logp.log_p_empty == pytest.approx(expected, **approx)
-    assert got.aopc.logp.log_p_deletion == pytest.approx([expected], **approx)
+    rel = oracle_tolerance(model)["rtol"]
+
+    def close(expected):
+        return pytest.approx(expected, rel=rel, abs=1e-9)
+
+    assert got.soft.logp.log_p_zero == close(expected)
+    assert got.aopc.logp.log_p_empty == close(expected)
+    assert got.aopc.logp.log_p_deletion == close([expected])
 
 
 def test_single_metric_functions_carry_the_target_side_too():
