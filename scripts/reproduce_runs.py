@@ -44,7 +44,7 @@ def compare_run(
     settings = read_settings(run)
     stored = {row["key"]: row for row in read_rows(run)}
     model = load_model(settings.model)
-    instances = load_instances(settings.dataset, model)
+    instances = load_instances(settings.dataset, model, curated_filter=settings.curated_filter)
     stored_uids = list(dict.fromkeys(row["uid"] for row in stored.values()))
     by_uid = {instance.uid: instance for instance in instances}
     wanted = [uid for uid in stored_uids if uid in by_uid][:n_instances]

@@ -2,14 +2,18 @@
 
     python scripts/rescore_run.py evals/runs/curated-smollm2-135m OUT --protocol standard \
         --controls rank,matched,perm
+    python scripts/rescore_run.py evals/runs/curated-smollm2-135m OUT --curated-filter top1
     python scripts/rescore_run.py evals/runs/longra-smollm2-135m OUT --limit 20
     python scripts/rescore_run.py evals/runs/causal-longra-smollm2-135m OUT \
         --causal-site embed,mid,edges
 
 Reads the run's settings and rows, loads its model and dataset, and recomputes Soft-NS/NC
-(and its controls), hard-top-k, AOPC, DSA and F1 from the stored scores
+(and its controls), hard-top-k, AOPC, their target-side ``*_logp`` versions (which runs
+stored before them lack), DSA and F1 from the stored scores
 (``heta_lens.evals.rescore.rescore_run``), and the causal metrics at the ``--causal-site``
-sites the run lacks: no attribution method is rerun. OUT is an ordinary
+sites the run lacks: no attribution method is rerun.
+``--curated-filter top1`` keeps only the instances whose answer token is the model's greedy
+token (a curated run's filter may only narrow). OUT is an ordinary
 run directory (``run.json``, ``rows.jsonl``, then ``summary.md``); rerunning the same command
 resumes. A curated run built from another file needs ``--data`` (run.json does not record it).
 """
@@ -29,11 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--causal-site", default=None, help="comma-separated causal sites (embed,mid,edges,...)"
     )
+    parser.add_argument("--curated-filter", default=None, help="top1 | top10 (default: the run's)")
     parser.add_argument("--limit", type=int, default=None, help="first N dataset instances")
     parser.add_argument("--data", type=Path, default=None, help="curated file of the run")
     args = parser.parse_args(argv)
     from heta_lens.evals import load_instances, read_run, read_settings
-    from heta_lens.evals.rescore import rescore_run
+    from heta_lens.evals.rescore import rescore_run, rescored_settings
     from heta_lens.models import load_model
 
     changes: dict[str, object] = {}
@@ -45,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         changes["matched_fraction"] = args.matched_fraction
     if args.causal_site is not None:
         changes["causal_sites"] = tuple(c for c in args.causal_site.split(",") if c)
-    settings = read_settings(args.run)
+    if args.curated_filter is not None:
+        changes["curated_filter"] = args.curated_filter
+    settings = rescored_settings(read_settings(args.run), **changes)  # refuses bad changes early
     model = load_model(settings.model)
-    instances = load_instances(settings.dataset, model, data=args.data, limit=args.limit)
+    instances = load_instances(
+        settings.dataset,
+        model,
+        data=args.data,
+        limit=args.limit,
+        curated_filter=settings.curated_filter,
+    )
     done = rescore_run(
         args.run, args.out, model=model, instances=instances, progress=True, **changes
     )

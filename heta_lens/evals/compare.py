@@ -4,7 +4,8 @@ The summary table (:mod:`heta_lens.evals.summary`) gives each method its own int
 methods scored on the same instances can overlap there and still differ on every instance.
 A paired comparison resamples the instances once for both methods:
 
-- Soft-NS / Soft-NC (:data:`~heta_lens.evals.summary.LOG_RATIO_METRICS`):
+- Soft-NS / Soft-NC and their target-side versions ``soft_ns_logp`` / ``soft_nc_logp``
+  (:data:`~heta_lens.evals.summary.LOG_RATIO_METRICS`):
   ``ln(mean_ref / mean_other)`` of the raw per-instance metric — the difference of the two
   methods' ReAGent ln-ratios, since the random baseline's mean cancels — with the paired
   percentile bootstrap of :func:`~heta_lens.evals.metrics.bootstrap_log_ratio`.

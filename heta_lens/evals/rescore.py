@@ -1,13 +1,15 @@
-"""Rescore a stored run under another protocol or with concentration controls.
+"""Rescore a stored run under another protocol, with concentration controls, with the
+target-side metrics it predates, or on the ``top1`` subset of its curated instances.
 
 The rows of a run store each method's scores, so every metric that needs only the scores and
-model forwards (Soft-NS/NC and its controls, ``hard_topk_kl``, AOPC, DSA, F1) can be
-recomputed without rerunning any attribution method. :func:`rescore_run` reads a run
-directory, recomputes those groups for every stored row under new settings
-(:func:`heta_lens.evals.row_metrics.metric_values`, the runner's own function) and appends the
-rows to a new directory, which is an ordinary run directory: its ``run.json`` holds the new
-settings, :func:`~heta_lens.evals.stored.read_run` summarises it, and a second call resumes
-(rows already there are skipped; a row cut by ``kill -9`` is recomputed).
+model forwards (Soft-NS/NC and its controls, ``hard_topk_kl``, AOPC, their target-side
+``*_logp`` versions, DSA, F1) can be recomputed without rerunning any attribution method.
+:func:`rescore_run` reads a run directory, recomputes those groups for every stored row under
+new settings (:func:`heta_lens.evals.row_metrics.metric_values`, the runner's own function)
+and appends the rows to a new directory, which is an ordinary run directory: its
+``run.json`` holds the new settings, :func:`~heta_lens.evals.stored.read_run` summarises it,
+and a second call resumes (rows already there are skipped; a row cut by ``kill -9`` is
+recomputed).
 
 Kept from the stored row, not recomputed: the scores, timings and diagnostics, and the
 ``causal`` and ``sensitivity`` metrics (independent of the protocol and the controls; the
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from heta_lens.evals.datasets import EvalInstance
+from heta_lens.evals.datasets import EvalInstance, filter_top_k
 from heta_lens.evals.row_metrics import TargetContext, metric_values
 from heta_lens.evals.runner import check_run_file
 from heta_lens.evals.settings import EvalSettings
@@ -63,12 +65,17 @@ class Rescored:
 
 
 def rescored_settings(stored: EvalSettings, **changes: Any) -> EvalSettings:
-    """``stored`` with ``changes`` (``protocol``, ``controls``, ``matched_fraction``, ...).
+    """``stored`` with ``changes`` (``protocol``, ``controls``, ``curated_filter``, ...).
+
+    ``curated_filter`` may only narrow (``top10`` → ``top1``): the instances a narrower filter
+    keeps are a subset of the stored run's, whose rows the rescoring reads; a wider filter
+    would need rows the run does not have.
 
     Raises:
         ValueError: A change to a field that fixes the stored scores (``dataset``, ``model``,
-            ``dtype``, ``seed``, ``heta_preset``, ``heta_overrides``) or the kept causal
-            values (``corruption``, ``noise_scale``, ``causal_draws``), or an invalid value.
+            ``dtype``, ``seed``, ``heta_preset``, ``heta_overrides``), a wider curated
+            filter, or the kept causal values (``corruption``, ``noise_scale``,
+            ``causal_draws``), or an invalid value.
     """
     fixed = {"dataset", "model", "dtype", "seed", "heta_preset", "heta_overrides"}
     if "causal" in stored.metrics:  # the kept causal values were computed under these
@@ -76,7 +83,13 @@ def rescored_settings(stored: EvalSettings, **changes: Any) -> EvalSettings:
     bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(stored, k))
     if bad:
         raise ValueError(f"rescoring cannot change what fixed the stored scores: {bad}")
-    return dataclasses.replace(stored, **changes)
+    new = dataclasses.replace(stored, **changes)
+    if filter_top_k(new.curated_filter) > filter_top_k(stored.curated_filter):
+        raise ValueError(
+            f"rescoring can only narrow the curated filter: the run kept {stored.curated_filter}"
+            f" instances, {new.curated_filter} would need rows it does not hold"
+        )
+    return new
 
 
 def rescore_run(
@@ -94,7 +107,9 @@ def rescore_run(
         source: A run directory (``run.json`` and ``rows*.jsonl``).
         out: The new run directory (created; resumed when it holds the same settings).
         model: The run's model (``read_settings(source).model``, loaded by the caller).
-        instances: The run's dataset instances (tokens and regions of each uid).
+        instances: The run's dataset instances (tokens and regions of each uid), loaded
+            under the new settings' ``curated_filter``: stored rows of other uids are skipped,
+            which is how a ``top10`` run is rescored into its ``top1`` subset.
         progress: Show a tqdm bar over the stored rows.
         **changes: New :class:`~heta_lens.evals.settings.EvalSettings` values, e.g.
             ``protocol="standard"``, ``controls=("rank", "matched", "perm")``.

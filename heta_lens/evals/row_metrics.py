@@ -17,6 +17,7 @@ from heta_lens.evals.metrics.causal import TokenEffects, causal_scores, token_ef
 from heta_lens.evals.metrics.causal_sites import metric_key
 from heta_lens.evals.metrics.controls import controlled_soft_scores
 from heta_lens.evals.metrics.sensitivity import token_noise
+from heta_lens.evals.metrics.soft import SoftScores
 from heta_lens.evals.protocol import get_protocol
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.result import AttributionResult
@@ -128,7 +129,8 @@ def alignment_values(
 def _perturbation_values(
     context: TargetContext, result: AttributionResult
 ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
-    """Soft-NS/NC, ``hard_topk_kl`` and AOPC entries of a row, from one shared forward."""
+    """Soft-NS/NC, ``hard_topk_kl`` and AOPC entries of a row, from one shared forward, each
+    with its target-side ``*_logp`` sibling (:mod:`heta_lens.evals.metrics.target`)."""
     instance, settings = context.instance, context.settings
     target = result.target
     metrics: dict[str, float | None] = {}
@@ -160,11 +162,20 @@ def _perturbation_values(
             soft_c=soft.soft_c,
             s0=soft.s0,
         )
+        metrics.update(_soft_logp_values(soft))
     if shared.hard is not None:
-        metrics.update(hard_nc=shared.hard.nc, hard_ns=shared.hard.ns)
+        hard = shared.hard
+        metrics.update(hard_nc=hard.nc, hard_ns=hard.ns)
+        if hard.logp is not None:
+            metrics.update(hard_nc_logp=hard.logp.nc, hard_ns_logp=hard.logp.ns)
     if shared.aopc is not None:
         aopc = shared.aopc
         metrics.update(aopc_deletion=aopc.deletion_aopc, aopc_insertion=aopc.insertion_aopc)
+        if aopc.logp is not None:
+            metrics.update(
+                aopc_deletion_logp=aopc.logp.deletion_aopc,
+                aopc_insertion_logp=aopc.logp.insertion_aopc,
+            )
         curves.update(
             deletion=[float(x) for x in aopc.p_deletion],
             insertion=[float(x) for x in aopc.p_insertion],
@@ -173,7 +184,8 @@ def _perturbation_values(
 
 
 def _control_values(context: TargetContext, result: AttributionResult) -> dict[str, float | None]:
-    """``soft_ns@<c>`` / ``soft_nc@<c>`` for each of the run's controls c.
+    """``soft_ns@<c>`` / ``soft_nc@<c>`` (and ``soft_ns_logp@<c>`` / ``soft_nc_logp@<c>``) for
+    each of the run's controls c.
 
     The masks reuse the row's own Soft seed (common random numbers with ``soft_ns``/
     ``soft_nc``); the ``perm`` control's permutation comes from the seed of
@@ -201,7 +213,15 @@ def _control_values(context: TargetContext, result: AttributionResult) -> dict[s
     for name, soft in controlled.items():
         out[f"soft_ns@{name}"] = soft.soft_ns
         out[f"soft_nc@{name}"] = soft.soft_nc
+        out.update({f"{k}@{name}": v for k, v in _soft_logp_values(soft).items()})
     return out
+
+
+def _soft_logp_values(soft: SoftScores) -> dict[str, float | None]:
+    """``soft_ns_logp`` / ``soft_nc_logp`` (:mod:`heta_lens.evals.metrics.target`)."""
+    if soft.logp is None:
+        return {}
+    return {"soft_ns_logp": soft.logp.soft_ns, "soft_nc_logp": soft.logp.soft_nc}
 
 
 def _region_mask(instance: EvalInstance, name: str, ctx: int) -> Tensor:

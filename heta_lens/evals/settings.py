@@ -12,6 +12,7 @@ from heta_lens.cluster import RUNNERS, RayOptions, ray_address_flag, ray_cpus_fl
 from heta_lens.config import HetaConfig
 from heta_lens.config_flat import FLAT_FIELDS, with_flat
 from heta_lens.devices import device_flag, dtype_flag, resolve_dtype
+from heta_lens.evals.datasets.curated import DEFAULT_CURATED_FILTER, filter_top_k
 from heta_lens.evals.metrics.causal import check_corruption
 from heta_lens.evals.metrics.causal_sites import check_sites
 from heta_lens.evals.metrics.controls import CONTROLS, DEFAULT_MATCHED_FRACTION, check_controls
@@ -65,6 +66,11 @@ class EvalSettings:
         controls: Concentration controls (:mod:`heta_lens.evals.metrics.controls`) under
             which Soft-NS/NC are also computed (row keys ``soft_ns@<c>``, ``soft_nc@<c>``).
         matched_fraction: The ``matched`` control's target: Σa² = 1/(fraction · n).
+        curated_filter: Which curated rows the run keeps
+            (:func:`~heta_lens.evals.datasets.curated.filter_top_k`): ``top10`` (the answer's
+            first token in the model's top 10; default, and what a ``run.json`` without this
+            entry was computed under), ``top1`` (it is the model's greedy token), ``top<k>``.
+            Only ``curated`` runs may set another value than the default.
     """
 
     dataset: str
@@ -87,9 +93,11 @@ class EvalSettings:
     protocol: str = DEFAULT_PROTOCOL
     controls: tuple[str, ...] = ()
     matched_fraction: float = DEFAULT_MATCHED_FRACTION
+    curated_filter: str = DEFAULT_CURATED_FILTER
 
     def __post_init__(self) -> None:
         resolve_dtype(self.dtype)  # raises on an unknown or non-floating dtype
+        check_curated_filter(self.curated_filter, self.dataset)
         get_protocol(self.protocol)  # raises on an unknown name
         check_controls(self.controls)
         if self.controls and "soft" not in self.metrics:
@@ -130,10 +138,23 @@ class EvalSettings:
         return out
 
 
+def check_curated_filter(name: str, dataset: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a curated filter that ``dataset`` can take (any
+    ``top<k>`` for ``curated``, only the default for the other datasets, which it does not
+    filter)."""
+    filter_top_k(name)
+    if name != DEFAULT_CURATED_FILTER and dataset != "curated":
+        raise ValueError(
+            f"the curated filter {name!r} selects curated instances; dataset {dataset!r} "
+            "is not filtered by it (leave --curated-filter at its default)"
+        )
+
+
 def stored_defaults() -> dict[str, Any]:
     """What a setting missing from a stored ``run.json`` stands for (JSON form).
 
-    A setting added after a run was stored counts as its default value, except ``protocol``:
+    A setting added after a run was stored counts as its default value (``curated_filter``:
+    ``top10``, the filter every stored curated run was computed under), except ``protocol``:
     runs stored before protocols existed were computed under ``legacy``
     (:data:`heta_lens.evals.protocol.STORED_DEFAULT`), whatever the default of new runs is.
     """
@@ -202,7 +223,9 @@ class SuiteSettings:
         out: Output directory (default ``eval-results/<suite-dataset>-<model stem>``).
         data_dir: Data root (default :func:`heta_lens.models.default_data_dir`).
         data: A JSONL file in the curated schema (curated) or of rephrasing pairs.
-        top_k: Curated: keep instances whose answer the model ranks in its top ``top_k``.
+        curated_filter: Curated: ``top10`` keeps the instances whose answer token the model
+            ranks in its top 10, ``top1`` those where it is the model's greedy token
+            (``top<k>`` in general; recorded in ``run.json``).
         n_draws: Mask draws per Soft-NS/NC score.
         seed: Base seed of every row's generator and of the bootstrap.
         metrics: Metric groups (default: the suite's, else :data:`DEFAULT_METRICS`).
@@ -256,8 +279,11 @@ class SuiteSettings:
     data: Path | None = flag(
         None, help="curated: any JSONL file in the curated schema (docs/curated_schema.md)"
     )
-    top_k: int = flag(
-        10, help="curated: keep instances whose answer token the model ranks in its top k"
+    curated_filter: str = flag(
+        _EVAL_DEFAULTS["curated_filter"],
+        help="curated: top10 keeps instances whose answer token the model ranks in its top 10 "
+        "(default; the stored runs' filter), top1 those where it is the model's greedy token "
+        "(top<k> in general)",
     )
     n_draws: int = flag(_EVAL_DEFAULTS["n_draws"], help="mask draws per Soft-NS/NC score")
     seed: int = flag(_EVAL_DEFAULTS["seed"], help="base seed of the rows and the bootstrap")
@@ -344,6 +370,7 @@ class SuiteSettings:
             raise ValueError("--ray-address goes with --runner ray")
         if self.suite == "decoding" and self.dataset_name not in SEQUENCE_DATASETS:
             raise ValueError("the decoding suite runs on a sequence dataset: tellmewhy, wikitext")
+        check_curated_filter(self.curated_filter, self.dataset_name)
 
     @property
     def suite(self) -> str | None:
@@ -410,4 +437,5 @@ class SuiteSettings:
             protocol=self.protocol,
             controls=self.controls,
             matched_fraction=self.matched_fraction,
+            curated_filter=self.curated_filter,
         )

@@ -21,7 +21,9 @@ from torch import nn
 from heta_lens.cluster import import_ray
 from heta_lens.evals.compare import paired_section
 from heta_lens.evals.datasets import (
+    DEFAULT_CURATED_FILTER,
     EvalInstance,
+    filter_top_k,
     load_curated,
     load_longra,
     load_rephrasing,
@@ -92,7 +94,7 @@ def load_instances(
     data_dir: Path | None = None,
     data: Path | None = None,
     limit: int | None = None,
-    top_k: int = 10,
+    curated_filter: str = DEFAULT_CURATED_FILTER,
     progress: bool = True,
 ) -> list[EvalInstance]:
     """The instances of ``dataset`` for ``model`` (cached by the loaders).
@@ -103,7 +105,8 @@ def load_instances(
         data_dir: Data root (default: :func:`heta_lens.models.default_data_dir`).
         data: Curated: a JSONL file in the curated schema; rephrasing: a pairs file.
         limit: The first ``limit`` instances only.
-        top_k: Curated: the answer-rank filter.
+        curated_filter: Curated: the answer-rank filter, ``top<k>`` (``top10``, ``top1``;
+            :func:`~heta_lens.evals.datasets.curated.filter_top_k`).
         progress: Show the loaders' progress bars.
 
     Raises:
@@ -117,7 +120,12 @@ def load_instances(
         return load_rephrasing(model, path=data, limit=limit)
     if dataset == "curated":
         return load_curated(
-            model, data_path=data, data_dir=data_dir, limit=limit, top_k=top_k, progress=progress
+            model,
+            data_path=data,
+            data_dir=data_dir,
+            limit=limit,
+            top_k=filter_top_k(curated_filter),
+            progress=progress,
         )
     raise ValueError(f"unknown dataset {dataset!r}")
 
@@ -132,7 +140,7 @@ def suite_instances(
         data_dir=settings.data_dir,
         data=settings.data,
         limit=settings.limit,
-        top_k=settings.top_k,
+        curated_filter=settings.curated_filter,
         progress=progress,
     )
     if settings.suite == "decoding":
@@ -172,8 +180,9 @@ def summary_text(
     HETA and the suite's sections (rephrasing ρ, decoding invariance)."""
     eval_settings = settings.eval_settings()
     dataset = settings.dataset_name
+    kept = f" (answer filter {settings.curated_filter})" if dataset == "curated" else ""
     header = (
-        f"dataset {dataset}, model {settings.model}, {len(instances)} instances, "
+        f"dataset {dataset}, model {settings.model}, {len(instances)} instances{kept}, "
         f"metrics {','.join(eval_settings.metrics)}, n_draws {settings.n_draws}, "
         f"HETA preset {settings.heta_preset or 'registry default'}\n\n"
     )

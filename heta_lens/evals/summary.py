@@ -10,7 +10,12 @@ the random attribution. Soft-NS/NC under a concentration control (row keys
 random baseline under the same control, in columns after the recipe's own. The causal
 metrics at a site other than ``embed`` (row keys ``patch_corr@edges``, ...,
 :mod:`heta_lens.evals.metrics.causal_sites`) are means like their ``embed`` columns, placed
-right after them.
+right after them. The target-side
+metrics (row keys ``*_logp``, :mod:`heta_lens.evals.metrics.target`: the same perturbations read
+on log p(target)) follow their full-distribution siblings: ``soft_ns_logp`` / ``soft_nc_logp``
+as log ratios against the random baseline, the ``hard_*_logp`` and ``aopc_*_logp`` areas as
+means. A column appears only when some row holds its key, so rows stored before a metric
+existed summarise as they did.
 """
 
 import csv
@@ -25,12 +30,16 @@ from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
 from heta_lens.evals.metrics.controls import CONTROLS
 
-LOG_RATIO_METRICS: tuple[str, ...] = ("soft_ns", "soft_nc")
+LOG_RATIO_METRICS: tuple[str, ...] = ("soft_ns", "soft_nc", "soft_ns_logp", "soft_nc_logp")
 MEAN_METRICS: tuple[str, ...] = (
     "hard_nc",
     "hard_ns",
+    "hard_nc_logp",
+    "hard_ns_logp",
     "aopc_deletion",
     "aopc_insertion",
+    "aopc_deletion_logp",
+    "aopc_insertion_logp",
     "dsa",
     "dsa_coarse",
     "f1",
@@ -44,10 +53,16 @@ CAUSAL_METRICS: tuple[str, ...] = ("patch_corr", "intervention_at_5", "misattrib
 HEADERS: dict[str, str] = {
     "soft_ns": "Soft-NS ln-ratio",
     "soft_nc": "Soft-NC ln-ratio",
+    "soft_ns_logp": "Soft-NS log p(t) ln-ratio",
+    "soft_nc_logp": "Soft-NC log p(t) ln-ratio",
     "hard_nc": "hard-top-k NC (KL)",
     "hard_ns": "hard-top-k NS (−KL)",
+    "hard_nc_logp": "hard-top-k NC (Δlog p(t))",
+    "hard_ns_logp": "hard-top-k NS (Δlog p(t))",
     "aopc_deletion": "AOPC deletion",
     "aopc_insertion": "AOPC insertion",
+    "aopc_deletion_logp": "AOPC deletion (log p(t))",
+    "aopc_insertion_logp": "AOPC insertion (log p(t))",
     "dsa": "DSA",
     "dsa_coarse": "DSA coarse",
     "f1": "F1",
@@ -70,7 +85,8 @@ def header(metric: str) -> str:
 
 
 def log_ratio_metrics(keys: set[str]) -> tuple[str, ...]:
-    """The recipe's Soft-NS/NC, then each control's (in :data:`CONTROLS` order) in ``keys``."""
+    """The recipe's Soft-NS/NC and their target-side versions, then each control's (in
+    :data:`CONTROLS` order) in ``keys``."""
     controlled = tuple(f"{m}@{c}" for c in CONTROLS for m in LOG_RATIO_METRICS)
     return (*LOG_RATIO_METRICS, *(m for m in controlled if m in keys))
 

@@ -5,9 +5,11 @@ from heta_lens.evals.datasets.align import Encoded, encode_aligned
 from heta_lens.evals.datasets.base import EvalInstance, FilterStats, resolve_data_dir
 from heta_lens.evals.datasets.cache import model_fingerprint
 from heta_lens.evals.datasets.curated import (
+    DEFAULT_CURATED_FILTER,
     PROMPT_TEMPLATE,
     curated_survival,
     default_curated_path,
+    filter_top_k,
     load_curated,
 )
 from heta_lens.evals.datasets.curated_build import build_curated, read_curated, write_curated
@@ -17,6 +19,7 @@ from heta_lens.evals.datasets.rephrasing import load_rephrasing, rephrasing_rho
 from heta_lens.evals.datasets.sequence import load_sequence, sequence_targets
 
 __all__ = [
+    "DEFAULT_CURATED_FILTER",
     "PROMPT_TEMPLATE",
     "Encoded",
     "EvalInstance",
@@ -25,6 +28,7 @@ __all__ = [
     "curated_survival",
     "default_curated_path",
     "encode_aligned",
+    "filter_top_k",
     "load_curated",
     "load_longra",
     "load_rephrasing",

@@ -16,8 +16,14 @@ Filter: an instance is kept only if the model ranks the answer's first token wit
 vocabulary entries with a strictly larger log-probability (0 = argmax), kept when
 ``rank < top_k``. Rows are processed in file order; ``limit`` keeps the first ``limit``
 survivors (i.e. it applies after filtering). :func:`curated_survival` gives the counts.
+
+An eval run names its filter (``EvalSettings.curated_filter``, ``heta-lens eval curated
+--curated-filter``, :func:`filter_top_k`): ``top10`` (``top_k=10``, the default and the filter
+of every stored run) or ``top1`` (``top_k=1``: the answer token is the model's greedy token,
+its argmax; an exact tie for the maximum also counts), or ``top<k>`` for any k ≥ 1.
 """
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,8 +51,30 @@ DROP_MERGE = "answer token merges with the prompt"
 DROP_LONG = "longer than n_ctx"
 DROP_RANK = "answer not in top-k"
 
+DEFAULT_CURATED_FILTER = "top10"
+"""The curated filter of a new run and of a stored ``run.json`` that records none."""
+
 Ranker = Callable[[tuple[int, ...], int], tuple[int, float]]
 """(prompt ids, target id) -> (rank of the target among next-token predictions, its log-prob)."""
+
+
+def filter_top_k(name: str) -> int:
+    """k of the curated filter ``name`` = ``top<k>`` (``top10`` → 10, ``top1`` → 1).
+
+    Raises:
+        ValueError: ``name`` is not ``top<k>`` with an integer k ≥ 1.
+
+    Examples:
+        >>> filter_top_k("top1"), filter_top_k("top10")
+        (1, 10)
+    """
+    match = re.fullmatch(r"top([1-9][0-9]*)", name)
+    if match is None:
+        raise ValueError(
+            f"unknown curated filter {name!r}; valid: top10 (the answer token in the model's "
+            "top 10, the default), top1 (the answer token is the model's greedy token), top<k>"
+        )
+    return int(match.group(1))
 
 
 def render_prompt(row: dict[str, Any]) -> tuple[str, dict[str, tuple[int, int]]]:

@@ -4,6 +4,7 @@
 - :mod:`~heta_lens.evals.metrics.hard`: ``hard_topk_kl`` (official HETA code's metric).
 - :mod:`~heta_lens.evals.metrics.curves`: AOPC deletion / insertion curves.
 - :mod:`~heta_lens.evals.metrics.perturbation`: Soft, hard-top-k and AOPC from one forward.
+- :mod:`~heta_lens.evals.metrics.target`: the same three read on log p(target) (``*_logp``).
 - :mod:`~heta_lens.evals.metrics.alignment`: DSA (fine / coarse) and top-k F1.
 - :mod:`~heta_lens.evals.metrics.causal`: Patch-Corr, Intervention@k, misattribution.
 - :mod:`~heta_lens.evals.metrics.sensitivity`: score spread under embedding noise.
@@ -43,6 +44,7 @@ from heta_lens.evals.metrics.stats import (
     bootstrap_cluster_ci,
     bootstrap_log_ratio,
 )
+from heta_lens.evals.metrics.target import AopcLogp, HardLogp, SoftLogp
 
 __all__ = [
     "CONTROLS",
@@ -54,6 +56,9 @@ __all__ = [
     "rank_normalize",
     "temper",
     "AopcCurves",
+    "AopcLogp",
+    "HardLogp",
+    "SoftLogp",
     "CausalScores",
     "TokenEffects",
     "causal_scores",

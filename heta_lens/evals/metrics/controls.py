@@ -49,7 +49,8 @@ from heta_lens.evals.metrics.soft import (
 from heta_lens.hooks import preserved_model_state
 
 CONTROLS: tuple[str, ...] = ("rank", "matched", "perm")
-"""Registered control names (metric keys ``soft_ns@<control>``, ``soft_nc@<control>``)."""
+"""Registered control names (metric keys ``soft_ns@<control>``, ``soft_nc@<control>`` and
+their target-side ``soft_ns_logp@<control>``, ``soft_nc_logp@<control>``)."""
 
 DEFAULT_MATCHED_FRACTION = 0.1
 """Default target of ``matched``: Σ a² = 1 / (0.1 · n), an effective 10 % of the tokens."""
@@ -265,7 +266,8 @@ def controlled_soft_scores(
     the recipe's own Soft row, the control's numbers differ from the recipe's only through
     the distribution). Each result equals ``soft_scores(model, tokens, target=target,
     scores=apply_control(c, ...), n_draws=n_draws, generator=<that generator>,
-    protected=protected)`` to the round-off of the batch.
+    protected=protected)`` to the round-off of the batch, its target-side version
+    (``SoftScores.logp``, :mod:`heta_lens.evals.metrics.target`) included.
 
     Raises:
         ValueError: Unknown or repeated controls, bad tokens/target/scores, ``n_draws < 1``,
@@ -295,4 +297,4 @@ def controlled_soft_scores(
         log_p, _ = distinct_log_probs(adapter, req, torch.cat(parts))
     chunks = log_p.split([p.shape[0] for p in parts])
     pairs = zip(names, chunks, strict=True)
-    return {c: soft_from_log_probs(lp, n_draws=n_draws) for c, lp in pairs}
+    return {c: soft_from_log_probs(lp, n_draws=n_draws, target_id=req.target_id) for c, lp in pairs}

@@ -22,6 +22,8 @@ use.
   exposed as ``AopcCurves.sufficiency_aopc``.
 
 p denotes the probability of the explained token ``tokens[target]`` after ``tokens[:target]``.
+The same curves on log p (``AopcCurves.logp``, row keys ``aopc_deletion_logp`` /
+``aopc_insertion_logp``) are defined in :mod:`heta_lens.evals.metrics.target`.
 
 With ``protected=1`` (the ``standard`` protocol, :mod:`heta_lens.evals.protocol`) position 0
 (BOS/sink) is never removed: steps rank and count positions ≥ 1 only
@@ -47,6 +49,7 @@ from heta_lens.evals.metrics._common import (
     top_k_masks,
     validated,
 )
+from heta_lens.evals.metrics.target import AopcLogp, aopc_logp
 from heta_lens.hooks import preserved_model_state
 from heta_lens.masking import mask_rows
 
@@ -65,6 +68,7 @@ class AopcCurves:
         p_orig: p(target) with nothing masked (deletion curve at 0 tokens).
         p_empty: p(target) with every context token masked (insertion curve at 0 tokens).
         mask: Mask scheme used.
+        logp: The same curves on log p(target) (:mod:`heta_lens.evals.metrics.target`).
     """
 
     fractions: tuple[float, ...]
@@ -74,6 +78,7 @@ class AopcCurves:
     p_orig: float
     p_empty: float
     mask: str
+    logp: AopcLogp | None = None
 
     def __post_init__(self) -> None:
         n = len(self.fractions)
@@ -98,9 +103,10 @@ class AopcCurves:
         return sum(self.p_orig - p for p in self.p_insertion) / len(self.p_insertion)
 
     def to_dict(self) -> dict[str, Any]:
-        """Fields plus the three areas, JSON-ready."""
+        """Fields plus the three areas (and ``logp``'s two), JSON-ready."""
         return {
             **asdict(self),
+            "logp": None if self.logp is None else self.logp.to_dict(),
             "deletion_aopc": self.deletion_aopc,
             "insertion_aopc": self.insertion_aopc,
             "sufficiency_aopc": self.sufficiency_aopc,
@@ -183,7 +189,7 @@ def aopc_from_log_probs(
     mask: str,
 ) -> AopcCurves:
     """:class:`AopcCurves` from the explained token's log-probability in each
-    :func:`aopc_rows` copy."""
+    :func:`aopc_rows` copy (``logp``: the same values as log-probabilities)."""
     values = target_log_p.exp().tolist()
     n = len(fractions)
     return AopcCurves(
@@ -194,4 +200,5 @@ def aopc_from_log_probs(
         p_orig=values[0],
         p_empty=values[1],
         mask=mask,
+        logp=aopc_logp(target_log_p, n_steps=n),
     )

@@ -26,6 +26,7 @@ from heta_lens.evals.metrics._common import (
     top_k_masks,
     validated,
 )
+from heta_lens.evals.metrics.target import HardLogp, hard_logp
 from heta_lens.hooks import preserved_model_state
 from heta_lens.masking import kl_divergence, mask_rows
 
@@ -43,6 +44,8 @@ class HardTopK:
         nc_per_fraction: The KL after masking the top-k, per fraction.
         ns_per_fraction: −KL after keeping only the top-k, per fraction.
         mask: Mask scheme used (see :func:`heta_lens.masking.mask_rows`).
+        logp: The same copies read on log p(target) (:mod:`heta_lens.evals.metrics.target`);
+            ``None`` when built without the target's id.
     """
 
     nc: float
@@ -52,6 +55,7 @@ class HardTopK:
     nc_per_fraction: tuple[float, ...]
     ns_per_fraction: tuple[float, ...]
     mask: str
+    logp: HardLogp | None = None
 
     def __post_init__(self) -> None:
         n = len(self.fractions)
@@ -86,9 +90,11 @@ def hard_topk_kl(
     where "without T_f" replaces the input embeddings of T_f with the mask rows of
     :func:`heta_lens.masking.mask_rows` and "only T_f" replaces every other position's.
     KL(q ‖ p) = Σ_v q_v (log q_v − log p_v) in nats. All copies run in one batched forward
-    (:func:`hard_rows`, :func:`hard_from_log_probs`). With ``protected=1`` (the ``standard``
-    protocol) position 0 is never masked, neither ranked nor counted: T_f is the top
-    k = max(1, ceil(f · (ctx − 1))) of positions ≥ 1 and "only T_f" keeps position 0 too.
+    (:func:`hard_rows`, :func:`hard_from_log_probs`); read on log p(target) they give
+    ``HardTopK.logp`` (:func:`~heta_lens.evals.metrics.target.hard_logp`). With
+    ``protected=1`` (the ``standard`` protocol) position 0 is never masked, neither ranked
+    nor counted: T_f is the top k = max(1, ceil(f · (ctx − 1))) of positions ≥ 1 and
+    "only T_f" keeps position 0 too.
     Not comparable to ReAGent's Soft-NC/Soft-NS (see the module docstring).
 
     Args:
@@ -123,7 +129,9 @@ def hard_topk_kl(
         x = adapter.embed(req.prefix[None])[0]
         rows = hard_rows(x, mask_rows(adapter, x, mask), raw, counts=counts, protected=protected)
         log_p, _ = distinct_log_probs(adapter, req, rows)
-    return hard_from_log_probs(log_p, fractions=steps, counts=counts, mask=mask)
+    return hard_from_log_probs(
+        log_p, fractions=steps, counts=counts, mask=mask, target_id=req.target_id
+    )
 
 
 def hard_rows(
@@ -147,8 +155,10 @@ def hard_from_log_probs(
     fractions: tuple[float, ...],
     counts: tuple[int, ...],
     mask: str,
+    target_id: int | None = None,
 ) -> HardTopK:
-    """:class:`HardTopK` from the log-probabilities of the :func:`hard_rows` copies."""
+    """:class:`HardTopK` from the log-probabilities of the :func:`hard_rows` copies; with
+    ``target_id``, also their target column read on log p(target) (``HardTopK.logp``)."""
     kl = kl_divergence(log_p[0], log_p[1:]).tolist()
     n = len(fractions)
     nc_values = tuple(kl[:n])
@@ -161,4 +171,5 @@ def hard_from_log_probs(
         nc_per_fraction=nc_values,
         ns_per_fraction=ns_values,
         mask=mask,
+        logp=None if target_id is None else hard_logp(log_p[:, target_id], n_fractions=n),
     )

@@ -81,7 +81,9 @@ def perturbation_metrics(
 
     Each result is the one its own function gives for the same arguments (to float round-off
     of the batch, module doc); Soft's masks are drawn from ``generator`` exactly as
-    :func:`~heta_lens.evals.metrics.soft.soft_scores` draws them.
+    :func:`~heta_lens.evals.metrics.soft.soft_scores` draws them. Each result carries its
+    target-side version (``.logp``, :mod:`heta_lens.evals.metrics.target`): the same copies
+    read on log p(target), no extra copy.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -146,12 +148,15 @@ def perturbation_metrics(
         log_p, n_forwarded = distinct_log_probs(adapter, req, rows)
         per_part = log_p.split([p.shape[0] for p in parts])
     it = iter(per_part)
-    soft = None if n_draws is None else soft_from_log_probs(next(it), n_draws=n_draws)
+    tid = req.target_id
+    soft = (
+        None if n_draws is None else soft_from_log_probs(next(it), n_draws=n_draws, target_id=tid)
+    )
     hard = (
         None
         if hard_steps is None
         else hard_from_log_probs(
-            next(it), fractions=hard_steps, counts=counts(hard_steps), mask=mask
+            next(it), fractions=hard_steps, counts=counts(hard_steps), mask=mask, target_id=tid
         )
     )
     aopc = (

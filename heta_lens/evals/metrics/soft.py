@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.evals.metrics._common import check_protected, distinct_log_probs, validated
+from heta_lens.evals.metrics.target import SoftLogp, soft_logp
 from heta_lens.hooks import preserved_model_state
 
 Values = Tensor | np.ndarray | Sequence[float | int]
@@ -130,6 +131,8 @@ class SoftScores:
         n_draws: Mask draws averaged.
         soft_s_draws: SoftS of each draw.
         soft_c_draws: SoftC of each draw.
+        logp: The same copies read on log p(target) (:mod:`heta_lens.evals.metrics.target`);
+            ``None`` when built without the target's id.
     """
 
     soft_s: float
@@ -140,6 +143,7 @@ class SoftScores:
     n_draws: int
     soft_s_draws: tuple[float, ...]
     soft_c_draws: tuple[float, ...]
+    logp: SoftLogp | None = None
 
     def __post_init__(self) -> None:
         if self.n_draws < 1:
@@ -180,6 +184,8 @@ def soft_scores(
     ``u[k, 1, i, j] < 1 − a_i`` (each a Bernoulli(π_i) draw; π = 1 keeps always, π = 0 never).
     q (unperturbed), p_0 (all zero) and the 2·n_draws masked copies run as one batched forward
     (:func:`soft_rows`, :func:`soft_from_log_probs`; a copy equal to an earlier one runs once).
+    The same copies read on log p(target) give ``SoftScores.logp``
+    (:func:`~heta_lens.evals.metrics.target.soft_logp`).
 
     Several draws: SoftS and SoftC are averaged over the draws (the mean of the per-draw SoftS
     and SoftC), then normalised as above, so ``n_draws=1`` is exactly ReAGent's single-draw
@@ -233,7 +239,7 @@ def soft_scores(
         x = adapter.embed(req.prefix[None])[0]
         rows = soft_rows(x, raw, n_draws=n_draws, generator=generator, protected=protected)
         log_probs, _ = distinct_log_probs(adapter, req, rows)
-    return soft_from_log_probs(log_probs, n_draws=n_draws)
+    return soft_from_log_probs(log_probs, n_draws=n_draws, target_id=req.target_id)
 
 
 def check_n_draws(n_draws: int) -> None:
@@ -274,8 +280,11 @@ def soft_rows(
     return torch.cat([x[None], zero[None], x * keep_s, x * keep_c])
 
 
-def soft_from_log_probs(log_probs: Float[Tensor, "row d_vocab"], *, n_draws: int) -> SoftScores:
-    """:class:`SoftScores` from the log-probabilities of the :func:`soft_rows` copies."""
+def soft_from_log_probs(
+    log_probs: Float[Tensor, "row d_vocab"], *, n_draws: int, target_id: int | None = None
+) -> SoftScores:
+    """:class:`SoftScores` from the log-probabilities of the :func:`soft_rows` copies; with
+    ``target_id``, also their target column read on log p(target) (``SoftScores.logp``)."""
     probs = log_probs.to(torch.float64).exp()
     dist = hellinger_distance(probs[1:], probs[0].expand(probs.shape[0] - 1, -1)).tolist()
     s0 = 1.0 - dist[0]
@@ -293,6 +302,7 @@ def soft_from_log_probs(log_probs: Float[Tensor, "row d_vocab"], *, n_draws: int
         n_draws=n_draws,
         soft_s_draws=soft_s_draws,
         soft_c_draws=soft_c_draws,
+        logp=None if target_id is None else soft_logp(log_probs[:, target_id], n_draws=n_draws),
     )
 
 

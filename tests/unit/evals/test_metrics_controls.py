@@ -129,6 +129,18 @@ def test_controlled_soft_equals_soft_on_the_control_distribution():
         # float64 tiny model: batch round-off measured at 0; 1e-12 for other BLAS paths
         assert got[name].soft_nc == pytest.approx(alone.soft_nc, abs=1e-12)
         assert got[name].soft_ns == pytest.approx(alone.soft_ns, abs=1e-12)
+        # the target-side versions come from the same copies (same round-off floor); this
+        # random model's target gains log-probability on the empty input (ℓ_0 > ℓ), so both
+        # ratios are NaN here and the log-probabilities carry the comparison
+        mine, theirs = got[name].logp, alone.logp
+        assert mine is not None and theirs is not None
+        assert mine.log_p_zero > mine.log_p
+        assert mine.soft_nc == pytest.approx(theirs.soft_nc, abs=1e-12, nan_ok=True)
+        assert mine.soft_ns == pytest.approx(theirs.soft_ns, abs=1e-12, nan_ok=True)
+        assert mine.log_p == pytest.approx(theirs.log_p, abs=1e-12)
+        assert mine.log_p_zero == pytest.approx(theirs.log_p_zero, abs=1e-12)
+        assert mine.log_p_s_draws == pytest.approx(theirs.log_p_s_draws, abs=1e-12)
+        assert mine.log_p_c_draws == pytest.approx(theirs.log_p_c_draws, abs=1e-12)
 
 
 def test_a_permuted_copy_scores_like_random_under_rank():

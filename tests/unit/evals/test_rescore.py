@@ -94,3 +94,60 @@ def test_rescoring_resumes_and_refuses_what_it_cannot_do(tmp_path):
             dataset="other", seed=1,
         )  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+LOGP = {
+    "soft_ns_logp", "soft_nc_logp", "hard_nc_logp", "hard_ns_logp", "aopc_deletion_logp",
+    "aopc_insertion_logp",
+}  # fmt: skip
+
+
+def _cells(table: str) -> dict[str, dict[str, str]]:
+    """Method → column title → cell of a markdown summary table."""
+    lines = [line.strip("|").split(" | ") for line in table.splitlines() if line.startswith("| ")]
+    titles = [t.strip() for t in lines[0]]
+    return {
+        row[0].strip(): dict(zip(titles, (c.strip() for c in row), strict=True))
+        for row in lines[1:]
+    }
+
+
+def _strip_logp(row):
+    kept = {k: v for k, v in row["metrics"].items() if k.split("@")[0] not in LOGP}
+    return {**row, "metrics": kept}
+
+
+def test_rows_before_the_target_side_metrics_summarise_and_rescore(tmp_path):
+    """Rows stored before the ``*_logp`` keys existed summarise as they did (no new column)
+    and rescoring them under the same settings adds exactly a fresh run's keys and values."""
+    model = tiny_bridge()
+    settings = EvalSettings(dataset="toy", model="tiny-bridge", n_draws=2, controls=("rank",))
+    fresh = run_eval(
+        tiny_bridge, instances(), methods=METHODS, settings=settings, out=tmp_path / "fresh",
+        model=model, progress=False,
+    )  # fmt: skip
+    assert all(
+        LOGP | {"soft_ns_logp@rank", "soft_nc_logp@rank"} <= set(r["metrics"]) for r in fresh
+    )
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text((tmp_path / "fresh" / "run.json").read_text())
+    stripped = [_strip_logp(r) for r in fresh]
+    (old / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped))
+    before = markdown_table(summarize(stripped, n_resamples=50))
+    assert "log p(t)" not in before
+    assert read_run(old, n_resamples=50).body == before
+    fresh_table = markdown_table(summarize(fresh, n_resamples=50))
+    for title in ("Soft-NS log p(t) ln-ratio", "Soft-NC log p(t) ln-ratio @rank",
+                  "hard-top-k NC (Δlog p(t))", "AOPC insertion (log p(t))"):  # fmt: skip
+        assert title in fresh_table
+    # every column of the old table keeps its cells when the target-side ones are added
+    old_cells, new_cells = _cells(before), _cells(fresh_table)
+    assert old_cells.keys() == new_cells.keys() == {*METHODS, "random"}
+    for method, cells in old_cells.items():
+        assert cells == {k: v for k, v in new_cells[method].items() if k in cells}
+    done = rescore_run(old, tmp_path / "new", model=model, instances=instances())
+    new, again = _by_key(done.rows), _by_key(fresh)
+    assert new.keys() == again.keys()
+    for key, row in new.items():
+        assert row["metrics"] == again[key]["metrics"]

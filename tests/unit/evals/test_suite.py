@@ -29,7 +29,7 @@ HISTORIC_DEFAULTS = {  # `heta-lens eval`'s defaults before its flags came from 
     "out": None,
     "data_dir": None,
     "data": None,
-    "top_k": 10,
+    "curated_filter": "top10",  # issue 25 item 3; was --top-k 10 (not recorded in run.json)
     "n_draws": 4,
     "seed": 0,
     "metrics": None,
@@ -170,7 +170,8 @@ def _private_cache(tmp_path, monkeypatch):
 
 def _settings(model_dir, curated_file, out, **over) -> SuiteSettings:
     values = {
-        "dataset": "curated", "model": str(model_dir), "data": curated_file, "top_k": 50,
+        "dataset": "curated", "model": str(model_dir), "data": curated_file,
+        "curated_filter": "top50",
         "methods": ("heta", "occlusion"), "n_probes": 1, "n_draws": 1,
         "metrics": ("soft", "aopc", "alignment"), "out": out,
     }  # fmt: skip
@@ -181,9 +182,9 @@ def test_cli_and_run_suite_give_the_same_rows_and_summary(
     model_dir, curated_file, tmp_path, capsys
 ):
     argv = [
-        "eval", "curated", "--model", str(model_dir), "--data", str(curated_file), "--top-k",
-        "50", "--methods", "heta,occlusion", "--n-probes", "1", "--n-draws", "1",
-        "--metrics", "soft,aopc,alignment", "--out", str(tmp_path / "cli"),
+        "eval", "curated", "--model", str(model_dir), "--data", str(curated_file),
+        "--curated-filter", "top50", "--methods", "heta,occlusion", "--n-probes", "1",
+        "--n-draws", "1", "--metrics", "soft,aopc,alignment", "--out", str(tmp_path / "cli"),
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr()
@@ -200,6 +201,13 @@ def test_cli_and_run_suite_give_the_same_rows_and_summary(
     assert _without_seconds(printed.out) == _without_seconds(cli_md + "\n")
     assert _without_seconds(report.text) == _without_seconds(cli_md)
     assert report.header.startswith("dataset curated, model ") and "| DSA |" in report.body
+    assert "3 instances (answer filter top50)" in report.header
+    assert report.settings.curated_filter == "top50"
+    # the target-side metrics of the same forward: every row has them (the target-side Soft
+    # values are NaN wherever the tiny random model's target is at least as likely on the
+    # empty input as in context, so their column may be missing; the AOPC areas are defined)
+    assert all({"soft_nc_logp", "aopc_deletion_logp"} <= set(r["metrics"]) for r in cli_rows)
+    assert "| AOPC deletion (log p(t)) |" in report.body
     assert "| heta | 3 | " in report.body and "| occlusion | 3 | " in report.body
     lib = tmp_path / "lib"
     assert report.paths == (lib / "summary.md", lib / "summary.csv", lib / "deletion.png")
