@@ -68,7 +68,7 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("LlamaForCausalLM",)
 Qwen 2/3, Gemma 3, GPT-2 and BERT, with other module layouts; they are not wired here."""
 
 LXT_VERSION = "2.1"
-INSTALL = f"pip install 'heta-lens[lrp]' (lxt=={LXT_VERSION})"
+INSTALL = f"pip install --no-deps lxt=={LXT_VERSION} (or pip install 'heta-lens[lrp]')"
 TWIN_TOLERANCE = 1e-4
 """Largest |log P_twin − log P_bridge| of the target accepted before explaining (nats). Measured
 gap: ≤ 1.5e-8 on the tiny float64 Llamas (HF's RMSNorm runs in float32, the rules' copy in

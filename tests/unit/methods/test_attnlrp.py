@@ -212,7 +212,7 @@ def test_missing_lxt_names_the_extra(monkeypatch):
     )
     attnlrp_module.lxt_rules.cache_clear()
     try:
-        with pytest.raises(ImportError, match=r"heta-lens\[lrp\]"):
+        with pytest.raises(ImportError, match=r"lxt==2\.1 \(or pip install 'heta-lens\[lrp\]'\)"):
             attnlrp(tiny_bridge(), TOKENS, target=TARGET)
     finally:
         monkeypatch.undo()
