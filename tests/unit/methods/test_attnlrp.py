@@ -177,9 +177,13 @@ def test_bridge_is_left_as_it_was():
     assert hooks == sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in bridge.modules())
 
 
-def test_unsupported_models_are_refused_by_name():
+@pytest.mark.hooked
+def test_hooked_transformer_is_refused_by_name():
     with pytest.raises(ValueError, match="unsupported architecture.*HookedTransformer"):
         attnlrp(tiny_hooked("gqa"), TOKENS, target=TARGET)
+
+
+def test_non_llama_bridge_is_refused_by_name():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
