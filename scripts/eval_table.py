@@ -7,7 +7,8 @@ table only when it ends); an instance counts once every method and the random ba
 a row for each of its targets. ``--plot`` also writes DIR/deletion.png (AOPC deletion curves
 of the complete instances, when the run computed them). ``--compare REF`` adds the paired
 comparisons of REF with every other method (``heta_lens.evals.compare``) on ``--metrics``
-(default soft_nc,soft_ns).
+(default soft_nc,soft_ns), except methods that stopped at their step limit unconverged
+(ReAGent, ``heta_lens.evals.convergence``), which every table labels.
 """
 
 import argparse
@@ -29,7 +30,8 @@ def main(
     print(report.text)
     if compare is not None:
         print(f"Paired comparisons with {compare} (95 % bootstrap over instances):\n")
-        print(comparison_table(compare_methods(report.rows, reference=compare, metrics=metrics)))
+        found = compare_methods(report.rows, reference=compare, metrics=metrics)
+        print(comparison_table(found, report.rows))
     if plot and any(r.get("curves", {}).get("deletion") for r in report.rows):
         from heta_lens.evals.plots import plot_deletion_curves
 

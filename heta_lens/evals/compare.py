@@ -15,13 +15,16 @@ A paired comparison resamples the instances once for both methods:
 As in the summary, an instance's value is the mean over its targets (a sequence-level prompt
 contributes several targets that are not independent), and only instances where both methods
 have the metric enter. ``n_higher`` counts the instances where the reference's value is
-strictly higher.
+strictly higher. A method that stopped at its step limit before converging (ReAGent,
+:mod:`heta_lens.evals.convergence`) is not compared unless asked for by name, and is labelled
+in the table when it is.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from heta_lens.evals.convergence import labelled, unconverged
 from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
 from heta_lens.evals.summary import (
@@ -71,7 +74,8 @@ def compare_methods(
         rows: Rows of an eval run (:func:`heta_lens.evals.store.read_rows`).
         reference: The method every other is compared with.
         others: Methods to compare (default: every other method in ``rows`` but the random
-            baseline, in order of first appearance).
+            baseline and the unconverged ones, :mod:`heta_lens.evals.convergence`, in order of
+            first appearance).
         metrics: Metric names; Soft-NS/NC get the log ratio, the rest the difference.
         n_resamples: Bootstrap resamples.
         seed: Seed of the resampling generator (the same for every pair).
@@ -85,7 +89,12 @@ def compare_methods(
             or a Soft value is negative (from the log ratio).
     """
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    chosen = [m for m in methods if m not in (reference, RANDOM)] if others is None else others
+    stalled = unconverged(rows)
+    chosen = (
+        [m for m in methods if m not in (reference, RANDOM) and m not in stalled]
+        if others is None
+        else others
+    )
     for name in (reference, *chosen):
         if name not in methods:
             raise ValueError(f"no rows for method {name!r}; methods in the rows: {methods}")
@@ -123,22 +132,24 @@ def compare_methods(
     return out
 
 
-def comparison_table(comparisons: Sequence[Comparison]) -> str:
+def comparison_table(comparisons: Sequence[Comparison], rows: Sequence[dict[str, Any]] = ()) -> str:
     """A markdown table: one line per other method, ``stat [low, high]`` and ``higher / n``
-    per metric (empty cells where a pair had no common instance)."""
+    per metric (empty cells where a pair had no common instance). With the run's ``rows``,
+    an unconverged method is labelled (:func:`~heta_lens.evals.convergence.labelled`)."""
     if not comparisons:
         return ""
+    stalled = unconverged(rows)
     reference = comparisons[0].reference
     metrics = list(dict.fromkeys(c.metric for c in comparisons))
     others = list(dict.fromkeys(c.other for c in comparisons))
     found = {(c.other, c.metric): c for c in comparisons}
-    header = [f"{reference} vs"]
+    header = [f"{labelled(reference, stalled)} vs"]
     for metric in metrics:
         kind = "ln-ratio" if is_log_ratio(metric) else "difference"
         header += [f"{title(metric).replace(' ln-ratio', '')} ({kind})", "higher"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for other in others:
-        cells = [other]
+        cells = [labelled(other, stalled)]
         for metric in metrics:
             c = found.get((other, metric))
             if c is None:
@@ -154,15 +165,21 @@ def paired_section(
     rows: Sequence[dict[str, Any]], *, reference: str = "heta", seed: int = 0
 ) -> str:
     """What ``heta-lens eval`` prints under its summary: the Soft-NS/NC comparisons of
-    ``reference`` with every other method, or ``""`` when ``reference`` did not run, ran
-    alone, or no Soft metric was computed."""
-    methods = {r["method"] for r in rows} - {RANDOM}
+    ``reference`` with every other converged method, or ``""`` when ``reference`` did not
+    run, ran alone, or no Soft metric was computed. Unconverged methods are named as left out.
+    """
+    stalled = unconverged(rows)
+    methods = {r["method"] for r in rows} - {RANDOM} - (stalled.keys() - {reference})
     keys = {k for r in rows for k in r["metrics"]}
     metrics = [m for m in log_ratio_metrics(keys) if m in keys]
     if reference not in methods or len(methods) < 2 or not metrics:
         return ""
-    table = comparison_table(compare_methods(rows, reference=reference, metrics=metrics, seed=seed))
+    comparisons = compare_methods(rows, reference=reference, metrics=metrics, seed=seed)
+    left_out = [labelled(m, stalled) for m in stalled if m != reference]
+    note = f"\nNot compared: {'; '.join(left_out)}.\n" if left_out else ""
     return (
         f"\nPaired with {reference}: ln(mean {reference} / mean other) of the raw metric, "
-        "95% bootstrap over instances, and on how many instances it is higher\n\n" + table
+        "95% bootstrap over instances, and on how many instances it is higher\n\n"
+        + comparison_table(comparisons, rows)
+        + note
     )

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from heta_lens.evals.convergence import labelled, unconverged
 from heta_lens.evals.datasets import EvalInstance, sequence_targets
 from heta_lens.evals.settings import row_seed
 from heta_lens.hooks import ModelAdapter, preserved_model_state
@@ -155,7 +156,8 @@ def invariance_table(
     metrics: Sequence[str] = ("soft_ns", "soft_nc", "hard_nc"),
 ) -> str:
     """Markdown: per method and metric, the greedy mean, the range over the grid and the
-    max relative change (module docstring)."""
+    max relative change (module docstring); unconverged methods labelled
+    (:mod:`heta_lens.evals.convergence`)."""
     per_uid: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in rows:
         for metric in metrics:
@@ -172,6 +174,7 @@ def invariance_table(
         "|---|---|---|---|---|---|",
     ]
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    stalled = unconverged(rows)
     for method, metric in itertools.product(methods, metrics):
 
         def mean(uids: Sequence[str], method: str = method, metric: str = metric) -> float:
@@ -185,7 +188,7 @@ def invariance_table(
             continue
         change = max(abs(g - base) for g in grid) / abs(base) if base else float("inf")
         lines.append(
-            f"| {method} | {metric} | {base:.4f} | {min(grid):.4f} | {max(grid):.4f} | "
-            f"{change:.2f} |"
+            f"| {labelled(method, stalled)} | {metric} | {base:.4f} | {min(grid):.4f} | "
+            f"{max(grid):.4f} | {change:.2f} |"
         )
     return "\n".join(lines) + "\n"

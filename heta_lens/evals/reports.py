@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from heta_lens.evals.convergence import labelled, unconverged
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.datasets.rephrasing import rephrasing_rho
 from heta_lens.evals.evaluate import RANDOM
@@ -47,14 +48,15 @@ def rephrasing_by_method(
 def rephrasing_table(
     rows: Sequence[dict[str, Any]], instances: Sequence[EvalInstance], *, seed: int = 0
 ) -> str:
-    """Markdown table of :func:`rephrasing_by_method`."""
+    """Markdown table of :func:`rephrasing_by_method` (unconverged methods labelled)."""
+    stalled = unconverged(rows)
     lines = [
         "| method | pairs | rephrasing ρ (mean [95% CI]) |",
         "|---|---|---|",
     ]
     for method, iv in rephrasing_by_method(rows, instances, seed=seed).items():
         cell = f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
-        lines.append(f"| {method} | {iv.n} | {cell} |")
+        lines.append(f"| {labelled(method, stalled)} | {iv.n} | {cell} |")
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from heta_lens.evals.convergence import unconverged
 from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.metrics import Interval, bootstrap_ci, bootstrap_log_ratio
 from heta_lens.evals.metrics.controls import CONTROLS
@@ -113,6 +114,8 @@ class MethodSummary:
 
     ``diagnostics``: mean over the method's targets of each numeric entry of the rows'
     ``"diagnostics"`` (e.g. ReAGent's ``steps``, ``probes_stopped``); empty when none stored.
+    ``unconverged``: ``"unconverged at N steps, k/n targets"`` when some of its rows stopped at
+    their step limit (:mod:`heta_lens.evals.convergence`), else ``""``.
     """
 
     method: str
@@ -123,6 +126,12 @@ class MethodSummary:
     seconds: float
     seconds_shared: bool
     diagnostics: dict[str, float] = field(default_factory=dict)
+    unconverged: str = ""
+
+    @property
+    def label(self) -> str:
+        """The method's name as tables show it (with its ``unconverged`` note)."""
+        return f"{self.method} ({self.unconverged})" if self.unconverged else self.method
 
 
 def per_instance_means(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -147,6 +156,7 @@ def summarize(
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != RANDOM]
     keys = {k for r in rows for k in r["metrics"]}
     ratios = log_ratio_metrics(keys)
+    stalled = unconverged(rows)
     out = []
     for method in [*methods, RANDOM] if random else methods:
         per_uid = table.get(method, {})
@@ -174,6 +184,7 @@ def summarize(
                 seconds=sum(r["seconds"] for r in mine) / max(1, len(mine)),
                 seconds_shared=any(r.get("seconds_shared") for r in mine),
                 diagnostics=_mean_diagnostics(mine),
+                unconverged=stalled[method].label if method in stalled else "",
             )
         )
     return out
@@ -203,7 +214,7 @@ def markdown_table(summaries: Sequence[MethodSummary]) -> str:
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for s in summaries:
         seconds = f"{s.seconds:.2f}{'†' if s.seconds_shared else ''}"
-        cells = [s.method, str(s.n_targets), *(_cell(s.values.get(m)) for m in metrics), seconds]
+        cells = [s.label, str(s.n_targets), *(_cell(s.values.get(m)) for m in metrics), seconds]
         lines.append("| " + " | ".join(cells) + " |")
     if any(s.seconds_shared for s in summaries):
         lines.append("")
@@ -216,6 +227,14 @@ def markdown_table(summaries: Sequence[MethodSummary]) -> str:
             means = ", ".join(f"{k} {v:.3g}" for k, v in s.diagnostics.items())
             lines.append("")
             lines.append(f"{s.method} diagnostics (mean per target): {means}")
+    stalled = [s.method for s in summaries if s.unconverged]
+    if stalled:
+        lines.append("")
+        lines.append(
+            f"{', '.join(stalled)}: on the targets counted, the step limit came before the "
+            "method's own convergence rule held (not the method as published); left out of the "
+            "paired comparisons."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -235,4 +254,6 @@ def csv_table(summaries: Sequence[MethodSummary]) -> str:
         writer.writerow([s.method, "seconds_per_target", s.seconds, "", "", s.n_targets])
         for key, value in s.diagnostics.items():
             writer.writerow([s.method, f"diagnostics_{key}", value, "", "", s.n_targets])
+        if s.unconverged:
+            writer.writerow([s.method, "unconverged", s.unconverged, "", "", s.n_targets])
     return buffer.getvalue()

@@ -28,6 +28,7 @@ MODULES = [
     "heta_lens.evals.methods",
     "heta_lens.evals.datasets.rephrasing",
     "heta_lens.evals.decoding",
+    "heta_lens.evals.convergence",
     "heta_lens.evals.stored",
     "heta_lens.evals.summary",
     "heta_lens.flags",
