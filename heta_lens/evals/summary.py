@@ -97,7 +97,9 @@ def mean_metrics(keys: set[str]) -> tuple[str, ...]:
     (sites in name order, each as Patch-Corr, Intervention@5, Misattribution).
 
     Examples:
-        >>> mean_metrics({"patch_corr", "patch_corr@mid", "misattribution@edges"})[9:12]
+        >>> out = mean_metrics({"patch_corr", "patch_corr@mid", "misattribution@edges"})
+        >>> i = out.index("misattribution")
+        >>> out[i : i + 3]
         ('misattribution', 'misattribution@edges', 'patch_corr@mid')
     """
     sites = sorted(
