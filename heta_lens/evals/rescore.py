@@ -104,13 +104,40 @@ def rescore_run(
     if out.resolve() == source.resolve():
         raise ValueError("rescore into a new directory: out is the source run")
     settings = rescored_settings(read_settings(source), **changes)
+    return rescore_rows(
+        read_rows(source),
+        out,
+        model=model,
+        instances=instances,
+        settings=settings,
+        progress=progress,
+    )
+
+
+def rescore_rows(
+    stored: Sequence[dict[str, Any]],
+    out: str | Path,
+    *,
+    model: nn.Module,
+    instances: Sequence[EvalInstance],
+    settings: EvalSettings,
+    progress: bool = False,
+) -> Rescored:
+    """:func:`rescore_run` on given rows (e.g. a subset of a run's methods, or rows of derived
+    variants, :mod:`heta_lens.evals.derived`) under ``settings`` (from
+    :func:`rescored_settings`), into the run directory ``out`` (resumed when it holds the same
+    settings).
+
+    Raises:
+        ValueError: ``out`` holds other settings.
+    """
+    out = Path(out)
     check_run_file(out, settings)
     compute = dataclasses.replace(
         settings, metrics=tuple(g for g in settings.metrics if g in RESCORED_GROUPS)
     )
     done = done_keys(out)
     by_uid = {instance.uid: instance for instance in instances}
-    stored = read_rows(source)
     missing = tuple(dict.fromkeys(r["uid"] for r in stored if r["uid"] not in by_uid))
     todo = [r for r in stored if r["uid"] in by_uid and r["key"] not in done]
     with RowWriter(out / "rows.jsonl") as writer:
