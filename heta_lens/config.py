@@ -224,8 +224,9 @@ class Hvp:
 class HetaConfig:
     """Configuration of one HETA attribution.
 
-    The score is ``Attr_i = G_i · (β·S'_i + γ·I'_i)`` (``mix="additive"``), where ``G`` is the gate term, ``S'``/``I'``
-    the normalised curvature and information terms (``HetaResult`` exposes all three).
+    The score is ``Attr_i = G_i · (β·S'_i + γ·I'_i)`` (``mix="additive"``), where ``G`` is the
+    gate term, ``S'``/``I'`` the normalised curvature and information terms (``HetaResult``
+    exposes all three).
 
     Attributes:
         beta: Weight β of the curvature term (paper default 0.5).

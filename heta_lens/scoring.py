@@ -58,9 +58,7 @@ def rank_term(
     inside = values[support]
     if inside.numel() == 0:
         return out
-    _, inverse, counts = torch.unique(
-        inside, sorted=True, return_inverse=True, return_counts=True
-    )
+    _, inverse, counts = torch.unique(inside, sorted=True, return_inverse=True, return_counts=True)
     below = torch.cumsum(counts, 0) - counts  # positions strictly below each tie group
     mean_rank = below.to(values.dtype) + (counts.to(values.dtype) - 1) / 2  # 0-based
     rho = mean_rank[inverse] - mean_rank[0]

@@ -113,7 +113,9 @@ def terms_from_rows(
         s[j], i[j] = (1.0 - s.sum()).clamp_min(0.0), (1.0 - i.sum()).clamp_min(0.0)
         scale = max(float(n[j]), float(n.max()) * 1e-3)
         if abs(beta * float(s[j]) + gamma * float(i[j]) - float(n[j])) > CONSISTENCY_RTOL * scale:
-            raise ValueError(f"{where}: rebuilt S'/I' at position {j} disagree with the no-gate row")
+            raise ValueError(
+                f"{where}: rebuilt S'/I' at position {j} disagree with the no-gate row"
+            )
     return StoredTerms(gate_term=gate, curvature_term=s, information_term=i, complete=complete)
 
 

@@ -73,8 +73,12 @@ def test_geometric_flat_term_keeps_the_other_ranking():
 
 
 def test_geometric_missing_term_is_the_identity():
-    torch.testing.assert_close(combine(GATE, S, None, beta=0.2, gamma=7.0, mix="geometric"), GATE * S)
-    torch.testing.assert_close(combine(GATE, None, I, beta=7.0, gamma=0.2, mix="geometric"), GATE * I)
+    torch.testing.assert_close(
+        combine(GATE, S, None, beta=0.2, gamma=7.0, mix="geometric"), GATE * S
+    )
+    torch.testing.assert_close(
+        combine(GATE, None, I, beta=7.0, gamma=0.2, mix="geometric"), GATE * I
+    )
     with pytest.raises(ValueError, match="beta \\+ gamma > 0"):
         combine(GATE, S, None, beta=0.0, gamma=1.0, mix="geometric")
 
