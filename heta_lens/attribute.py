@@ -290,6 +290,7 @@ def _result(
         terms.information_term,
         beta=config.beta,
         gamma=config.gamma,
+        mix=config.mix,
     )
     strings = adapter.to_str_tokens(req.tokens)
     return HetaResult(

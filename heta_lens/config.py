@@ -18,6 +18,8 @@ GateMode = Literal["rollout", "attention", "full_rollout", "uniform"]
 """How the semantic gate's flow Φ is read (see :func:`heta_lens.gate.gate_from_capture`)."""
 
 Normalization = Literal["sum", "max", "none"]
+Mix = Literal["additive", "geometric", "rank"]
+"""How the normalised terms are mixed (:func:`heta_lens.scoring.combine` defines each)."""
 SinkPolicy = Literal["exclude", "keep"]
 HvpStrategy = Literal["batched_grad", "replicate"]
 KlStrategy = Literal["batched", "prefix"]
@@ -233,8 +235,9 @@ class Hvp:
 class HetaConfig:
     """Configuration of one HETA attribution.
 
-    The score is ``Attr_i = G_i · (β·S'_i + γ·I'_i)``, where ``G`` is the gate term, ``S'``/``I'``
-    the normalised curvature and information terms (``HetaResult`` exposes all three).
+    The score is ``Attr_i = G_i · (β·S'_i + γ·I'_i)`` (``mix="additive"``), where ``G`` is the
+    gate term, ``S'``/``I'`` the normalised curvature and information terms (``HetaResult``
+    exposes all three).
 
     Attributes:
         beta: Weight β of the curvature term (paper default 0.5).
@@ -250,6 +253,13 @@ class HetaConfig:
         normalization: Put S and I on a common scale before mixing: ``"sum"`` (default; each
             divided by its sum over ctx, so each is a distribution and β, γ are its shares),
             ``"max"`` (divided by the max) or ``"none"`` (the literal, unnormalised reading).
+        mix: How S' and I' are mixed inside the bracket (:func:`heta_lens.scoring.combine`):
+            ``"additive"`` (default, the paper: β·S' + γ·I'), ``"geometric"`` (weighted
+            geometric mean (S'^β·I'^γ)^(1/(β+γ)): a token scores high only where both terms
+            do, and a flat term rescales the other instead of spreading its mass) or
+            ``"rank"`` (β·R(S') + γ·R(I'), R the term's ranks over the positions the gate
+            keeps, as a distribution: both terms get the same profile, only their orders
+            count).
         sink: ``"exclude"`` (default): position 0 — the attention sink, which takes almost all
             gate mass in every model we measured — is left out of the gate term, which is
             renormalised over positions 1..target-1 (its raw gate value is still reported in
@@ -274,6 +284,7 @@ class HetaConfig:
     use_curvature: bool = True
     use_information: bool = True
     normalization: Normalization = "sum"
+    mix: Mix = "additive"
     sink: SinkPolicy = "exclude"
     curvature: Curvature = field(default_factory=Exact)
     information: Information = field(default_factory=Information)
@@ -288,6 +299,9 @@ class HetaConfig:
             )
         _one_of("gate_mode", self.gate_mode, ("rollout", "attention", "full_rollout", "uniform"))
         _one_of("normalization", self.normalization, ("sum", "max", "none"))
+        _one_of("mix", self.mix, ("additive", "geometric", "rank"))
+        if self.mix == "geometric" and self.beta + self.gamma <= 0:
+            raise ValueError("mix='geometric' needs beta + gamma > 0")
         _one_of("sink policy", self.sink, ("exclude", "keep"))
         for name, kind in (
             ("curvature", Curvature),

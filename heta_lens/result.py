@@ -140,7 +140,8 @@ class AttributionResult:
 class HetaResult(AttributionResult):
     """A HETA attribution with every component and the exact terms mixed into the score.
 
-    ``scores == gate_term * (β·curvature_term + γ·information_term)``, where a disabled term
+    ``scores == gate_term * (β·curvature_term + γ·information_term)`` (``config.mix`` additive;
+    the other mixes: :func:`heta_lens.scoring.combine`), where a disabled term
     (ablations) counts as 0 and, if both are disabled, the bracket is 1. ``gate`` is the raw
     gate M_T (sums to 1); ``gate_term`` is what multiplies (sink policy applied, or all ones
     when the gate is disabled). ``curvature``/``information`` are the raw S and I;

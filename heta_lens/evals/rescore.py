@@ -125,12 +125,42 @@ def rescore_run(
     if out.resolve() == source.resolve():
         raise ValueError("rescore into a new directory: out is the source run")
     stored_settings = read_settings(source)
-    settings = rescored_settings(stored_settings, **changes)
+    return rescore_rows(
+        read_rows(source),
+        out,
+        model=model,
+        instances=instances,
+        settings=rescored_settings(stored_settings, **changes),
+        stored_settings=stored_settings,
+        progress=progress,
+    )
+
+
+def rescore_rows(
+    stored: Sequence[dict[str, Any]],
+    out: str | Path,
+    *,
+    model: nn.Module,
+    instances: Sequence[EvalInstance],
+    settings: EvalSettings,
+    stored_settings: EvalSettings | None = None,
+    progress: bool = False,
+) -> Rescored:
+    """:func:`rescore_run` on given rows (e.g. a subset of a run's methods, or rows of derived
+    variants, :mod:`heta_lens.evals.derived`) under ``settings`` (from
+    :func:`rescored_settings`), into the run directory ``out`` (resumed when it holds the same
+    settings). ``stored_settings``: the settings the rows were stored under (default
+    ``settings``); causal sites they lack are computed, the others kept.
+
+    Raises:
+        ValueError: ``out`` holds other settings.
+    """
+    out = Path(out)
+    stored_settings = settings if stored_settings is None else stored_settings
     check_run_file(out, settings)
     compute = _computed(stored_settings, settings)
     done = done_keys(out)
     by_uid = {instance.uid: instance for instance in instances}
-    stored = read_rows(source)
     missing = tuple(dict.fromkeys(r["uid"] for r in stored if r["uid"] not in by_uid))
     todo = [r for r in stored if r["uid"] in by_uid and r["key"] not in done]
     with RowWriter(out / "rows.jsonl") as writer:

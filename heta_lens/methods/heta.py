@@ -1,4 +1,12 @@
-"""HETA, its six ablations and its literal reading as registry entries."""
+"""HETA, its six ablations, its literal reading and three mixing variants as registry entries.
+
+The variants (issue 25) change only how the normalised terms are combined; ``heta`` stays the
+paper's additive, sum-normalised reading:
+
+- ``heta_geo``: ``mix="geometric"``, G·(S'^β·I'^γ)^(1/(β+γ)).
+- ``heta_rankmix``: ``mix="rank"``, G·(β·R(S') + γ·R(I')) (:func:`heta_lens.scoring.rank_term`).
+- ``heta_max``: ``normalization="max"``, G·(β·S/max S + γ·I/max I).
+"""
 
 from typing import Any
 
@@ -48,5 +56,23 @@ METHODS: tuple[MethodSpec, ...] = (
         fn=heta,
         default_config=HetaConfig.literal(),
         description="HETA read literally: unnormalised S and I, attention sink kept",
+    ),
+    MethodSpec(
+        name="heta_geo",
+        fn=heta,
+        default_config=HetaConfig(mix="geometric"),
+        description="HETA variant: gate × weighted geometric mean of curvature and information",
+    ),
+    MethodSpec(
+        name="heta_rankmix",
+        fn=heta,
+        default_config=HetaConfig(mix="rank"),
+        description="HETA variant: gate × weighted sum of curvature and information ranks",
+    ),
+    MethodSpec(
+        name="heta_max",
+        fn=heta,
+        default_config=HetaConfig(normalization="max"),
+        description="HETA variant: curvature and information divided by their max, not sum",
     ),
 )

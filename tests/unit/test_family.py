@@ -43,4 +43,4 @@ def test_family_windowed_member_runs_alone():
     shared = heta_family(model, tokens, target=8, configs=configs)
     alone = attribute(model, tokens, target=8, config=configs["win"])
     torch.testing.assert_close(shared["win"].scores, alone.scores, rtol=0, atol=0)
-    assert len(FAMILY) == 7
+    assert len(FAMILY) == 10
