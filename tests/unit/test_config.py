@@ -121,6 +121,7 @@ EXAMPLES = {
     "hvp_chunk": 4, "hvp_memory_gb": 2.0, "mask_memory_gb": 0.5, "curvature_estimator": "row",
     "n_probes": 3, "lowrank_rank": 4, "lowrank_scope": "global", "layer_k": 2, "window": 8,
     "window_overlap": 0.25, "window_view": "window", "gate_by_head": True, "interactions": True,
+    "mix": "geometric",
 }  # fmt: skip
 NEEDS = {
     "lowrank_rank": {"curvature_estimator": "lowrank"},
