@@ -1,6 +1,6 @@
 """``heta-lens eval``: a thin shell over :func:`heta_lens.evals.run_suite`.
 
-Its flags are the fields of :class:`~heta_lens.evals.settings.SuiteSettings`
+Its flags are the fields of :class:`~heta_lens.evals.suite_settings.SuiteSettings`
 (:mod:`heta_lens.flags`), so each default is written once, there.
 """
 

@@ -9,9 +9,10 @@ controls, without rerunning any method.
 
 from heta_lens.evals.protocol import PROTOCOLS, Protocol, get_protocol
 from heta_lens.evals.rescore import Rescored, rescore_run
-from heta_lens.evals.settings import DATASETS, SUITES, EvalSettings, SuiteSettings
+from heta_lens.evals.settings import EvalSettings
 from heta_lens.evals.stored import complete_rows, read_run, read_settings
 from heta_lens.evals.suite import Report, load_instances, run_suite, suite_instances
+from heta_lens.evals.suite_settings import DATASETS, SUITES, SuiteSettings
 
 __all__ = [
     "DATASETS",

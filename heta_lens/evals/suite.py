@@ -1,6 +1,6 @@
 """``run_suite``: one eval run as a library call (what ``heta-lens eval`` runs and prints).
 
-One :class:`~heta_lens.evals.settings.SuiteSettings` in, one :class:`Report` out: the suite's
+One :class:`~heta_lens.evals.suite_settings.SuiteSettings` in, one :class:`Report` out: the suite's
 dataset is loaded for the model (:func:`load_instances`; the decoding suite adds its sampled
 continuations), the methods are evaluated by the resumable runner
 (:func:`~heta_lens.evals.runner.run_eval`: rows appended to ``OUT/rows*.jsonl`` as they are
@@ -34,7 +34,8 @@ from heta_lens.evals.evaluate import RANDOM
 from heta_lens.evals.methods import beta_sweep
 from heta_lens.evals.reports import rephrasing_table, write_plots
 from heta_lens.evals.runner import ModelLoader, check_methods, run_eval
-from heta_lens.evals.settings import EvalSettings, SuiteSettings
+from heta_lens.evals.settings import EvalSettings
+from heta_lens.evals.suite_settings import SuiteSettings
 from heta_lens.evals.summary import MethodSummary, csv_table, markdown_table, summarize
 from heta_lens.models import load_model
 from heta_lens.registry import list_methods
@@ -100,7 +101,7 @@ def load_instances(
     """The instances of ``dataset`` for ``model`` (cached by the loaders).
 
     Args:
-        dataset: A name of :data:`~heta_lens.evals.settings.DATASETS`.
+        dataset: A name of :data:`~heta_lens.evals.suite_settings.DATASETS`.
         model: The evaluated model (the loaders tokenize and filter with it).
         data_dir: Data root (default: :func:`heta_lens.models.default_data_dir`).
         data: Curated: a JSONL file in the curated schema; rephrasing: a pairs file.

@@ -14,9 +14,10 @@ from heta_lens.evals.metrics.causal import causal_scores, token_effects
 from heta_lens.evals.reports import figure_values
 from heta_lens.evals.rescore import rescore_row, rescore_run
 from heta_lens.evals.runner import check_run_file, run_eval
-from heta_lens.evals.settings import DEFAULT_METHODS, EvalSettings, SuiteSettings, row_seed
+from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.stored import read_settings
 from heta_lens.evals.suite import suite_methods
+from heta_lens.evals.suite_settings import DEFAULT_METHODS, SuiteSettings
 from heta_lens.evals.summary import MEAN_METRICS, markdown_table, mean_metrics, summarize
 from heta_lens.flags import from_flags
 from heta_lens.testing import tiny_bridge

@@ -15,8 +15,9 @@ from heta_lens.cli import main
 from heta_lens.evals.datasets import PROMPT_TEMPLATE, filter_top_k, load_curated
 from heta_lens.evals.rescore import rescored_settings
 from heta_lens.evals.runner import check_run_file
-from heta_lens.evals.settings import EvalSettings, SuiteSettings
+from heta_lens.evals.settings import EvalSettings
 from heta_lens.evals.stored import read_settings
+from heta_lens.evals.suite_settings import SuiteSettings
 from heta_lens.flags import from_flags
 from heta_lens.models import load_model
 from tests.unit.evals.test_suite import _eval_parser

@@ -10,8 +10,9 @@ import pytest
 
 from heta_lens.evals.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 from heta_lens.evals.runner import check_run_file
-from heta_lens.evals.settings import EvalSettings, SuiteSettings, stored_defaults
+from heta_lens.evals.settings import EvalSettings, stored_defaults
 from heta_lens.evals.stored import read_settings
+from heta_lens.evals.suite_settings import SuiteSettings
 from heta_lens.flags import from_flags
 from tests.unit.evals.test_suite import _eval_parser
 
