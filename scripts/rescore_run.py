@@ -3,7 +3,8 @@
     python scripts/rescore_run.py evals/runs/curated-smollm2-135m OUT --protocol standard \
         --controls rank,matched,perm
     python scripts/rescore_run.py evals/runs/curated-smollm2-135m OUT --curated-filter top1
-    python scripts/rescore_run.py evals/runs/longra-smollm2-135m OUT --limit 20
+    python scripts/rescore_run.py evals/runs/longra-smollm2-135m OUT --limit 20 \
+        --protocol standard --controls rank --metrics soft,hard --methods heta,kl_occlusion,random
     python scripts/rescore_run.py evals/runs/causal-longra-smollm2-135m OUT \
         --causal-site embed,mid,edges
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the new run directory")
     parser.add_argument("--protocol", default=None, help="legacy | standard (default: the run's)")
     parser.add_argument("--controls", default=None, help="comma-separated: rank,matched,perm")
+    parser.add_argument("--methods", default=None, help="comma-separated (default: all stored)")
+    parser.add_argument("--metrics", default=None, help="groups, e.g. soft,hard (default: run's)")
     parser.add_argument("--matched-fraction", type=float, default=None)
     parser.add_argument(
         "--causal-site", default=None, help="comma-separated causal sites (embed,mid,edges,...)"
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["protocol"] = args.protocol
     if args.controls is not None:
         changes["controls"] = tuple(c for c in args.controls.split(",") if c)
+    if args.metrics is not None:
+        changes["metrics"] = tuple(m for m in args.metrics.split(",") if m)
     if args.matched_fraction is not None:
         changes["matched_fraction"] = args.matched_fraction
     if args.causal_site is not None:
@@ -61,8 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         curated_filter=settings.curated_filter,
     )
+    methods = None if args.methods is None else [m for m in args.methods.split(",") if m]
     done = rescore_run(
-        args.run, args.out, model=model, instances=instances, progress=True, **changes
+        args.run,
+        args.out,
+        model=model,
+        instances=instances,
+        methods=methods,
+        progress=True,
+        **changes,
     )
     report = read_run(args.out)
     (args.out / "summary.md").write_text(report.text)

@@ -98,6 +98,7 @@ def rescore_run(
     *,
     model: nn.Module,
     instances: Sequence[EvalInstance],
+    methods: Sequence[str] | None = None,
     progress: bool = False,
     **changes: Any,
 ) -> Rescored:
@@ -110,6 +111,7 @@ def rescore_run(
         instances: The run's dataset instances (tokens and regions of each uid), loaded
             under the new settings' ``curated_filter``: stored rows of other uids are skipped,
             which is how a ``top10`` run is rescored into its ``top1`` subset.
+        methods: Rescore only the rows of these methods (default: every stored method).
         progress: Show a tqdm bar over the stored rows.
         **changes: New :class:`~heta_lens.evals.settings.EvalSettings` values, e.g.
             ``protocol="standard"``, ``controls=("rank", "matched", "perm")``.
@@ -118,15 +120,24 @@ def rescore_run(
         :class:`Rescored`.
 
     Raises:
-        ValueError: ``out`` is ``source``, holds other settings, or ``changes`` touch what
-            fixed the scores.
+        ValueError: ``out`` is ``source``, holds other settings, ``changes`` touch what
+            fixed the scores, or a name in ``methods`` has no stored rows.
     """
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise ValueError("rescore into a new directory: out is the source run")
     stored_settings = read_settings(source)
+    rows = read_rows(source)
+    if methods is not None:
+        have = {r["method"] for r in rows}
+        unknown = [m for m in methods if m not in have]
+        if unknown:
+            raise ValueError(
+                f"no stored rows for {', '.join(map(repr, unknown))}; stored: {sorted(have)}"
+            )
+        rows = [r for r in rows if r["method"] in methods]
     return rescore_rows(
-        read_rows(source),
+        rows,
         out,
         model=model,
         instances=instances,

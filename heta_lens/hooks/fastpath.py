@@ -143,7 +143,8 @@ def prefix_path_agrees(
         warnings.warn(
             f"heta_lens: prefix-KV masked reruns disagree with a plain forward on this "
             f"{type(model).__name__} ({detail}) under {library_versions()}; using full-length "
-            "batched reruns instead (same numbers, slower). Please report these versions.",
+            "batched reruns instead (same numbers, slower). The tested versions are in "
+            "heta-lens's constraints/*.lock: installing from one restores the fast path.",
             FastPathWarning,
             stacklevel=2,
         )

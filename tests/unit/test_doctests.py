@@ -31,6 +31,7 @@ MODULES = [
     "heta_lens.evals.convergence",
     "heta_lens.evals.stored",
     "heta_lens.evals.summary",
+    "heta_lens.evals.verdicts",
     "heta_lens.flags",
     "heta_lens.devices",
     "heta_lens.hooks.precision",

@@ -96,6 +96,23 @@ def test_rescoring_resumes_and_refuses_what_it_cannot_do(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_method_subset_rescores_only_those_rows_and_equals_the_full_rescoring(tmp_path):
+    model = tiny_bridge()
+    run_eval(
+        tiny_bridge, instances(), methods=METHODS, settings=LEGACY, out=tmp_path / "old",
+        model=model, progress=False,
+    )  # fmt: skip
+    kw = {"model": model, "instances": instances(), "protocol": "standard", "controls": ("rank",)}
+    full = _by_key(rescore_run(tmp_path / "old", tmp_path / "all", **kw).rows)
+    part = rescore_run(tmp_path / "old", tmp_path / "some", methods=["occlusion", "random"], **kw)
+    assert {r["method"] for r in part.rows} == {"occlusion", "random"}
+    assert part.n_written == sum(r["method"] in ("occlusion", "random") for r in full.values())
+    for key, row in _by_key(part.rows).items():
+        assert row["metrics"] == full[key]["metrics"]
+    with pytest.raises(ValueError, match="no stored rows for 'saliency'"):
+        rescore_run(tmp_path / "old", tmp_path / "x", methods=["saliency"], **kw)
+
+
 LOGP = {
     "soft_ns_logp", "soft_nc_logp", "hard_nc_logp", "hard_ns_logp", "aopc_deletion_logp",
     "aopc_insertion_logp",
