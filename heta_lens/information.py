@@ -44,7 +44,7 @@ from heta_lens.hooks.fastpath import prefix_path_agrees
 from heta_lens.hooks.prefix import PrefixCache
 from heta_lens.inputs import Prepared
 from heta_lens.masking import MaskFn, mask_rows, masked_copies
-from heta_lens.objective import Objective
+from heta_lens.objective import Objective, reaching
 from heta_lens.targets import TargetLike, on_request
 
 
@@ -65,7 +65,8 @@ def information_gain(
     One masked copy of the prefix per context token (token i's input embedding replaced),
     ``chunk_size`` copies per batched forward that unembeds only the last position. The
     unmasked distribution goes through the same embedding-replacement path; a masked copy equal
-    to the input (a mask that changes nothing there) is not rerun and gets exactly 0.
+    to the input (a mask that changes nothing there), or of a position with no causal path to
+    the readout (:func:`heta_lens.objective.reaching`), is not rerun and gets exactly 0.
 
     Args:
         model: A ``HookedTransformer`` or ``TransformerBridge``.
@@ -135,9 +136,11 @@ def compute_information(
         x = full[:ctx]
         replacements = mask_rows(adapter, x, mask)
         orig = goal.readout(adapter, ids[None], full[None])[0]
-        # A "masked" copy identical to the input is the input: its KL is exactly 0 and it
-        # needs no forward (batch composition alone would otherwise leave ~1e-16 round-off).
-        changed = (replacements != x).any(-1).nonzero().flatten()
+        # A "masked" copy identical to the input is the input, and a position with no causal
+        # path to the readout (objective.reaching) cannot change it: either way the value is
+        # exactly 0 and needs no forward (batch composition alone would leave ~1e-16 round-off).
+        differs = (replacements != x).any(-1) & reaching(goal, ctx).to(x.device)
+        changed = differs.nonzero().flatten()
         out = torch.zeros(ctx, dtype=x.dtype, device=x.device)
         chunks = changed.split(chunk_size) if changed.numel() else ()
         use_prefix = (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from heta_lens.hooks import ModelAdapter
@@ -236,6 +236,25 @@ class MetricObjective:
 
     def gate_queries(self, ctx: int) -> tuple[int, ...]:
         return (ctx - 1,)
+
+
+def reaching(goal: Objective, ctx: int) -> Bool[Tensor, " ctx"]:
+    """Which context positions have a causal path to the readout, structurally.
+
+    With no attention layer before the readout (``gate_layers == 0``: a metric on the
+    embeddings, on ``blocks.0.hook_resid_pre`` or on layer 0's q/k/v) nothing mixes positions,
+    so only the readout's own query positions (:meth:`Objective.gate_queries`) reach it; with
+    one or more causal attention layers every context position does. Masking a position that
+    cannot reach the readout cannot change it: :mod:`heta_lens.information` gives it exactly 0
+    without a rerun (a rerun would give 0 up to batch-composition round-off), as the gate does.
+    Sliding-window layers are treated as full causal layers (a superset of the true reach).
+    """
+    if goal.gate_layers != 0:
+        return torch.ones(ctx, dtype=torch.bool)
+    mask = torch.zeros(ctx, dtype=torch.bool)
+    own = [q for q in goal.gate_queries(ctx) if 0 <= q < ctx]
+    mask[own] = True
+    return mask
 
 
 def scalar_fn(

@@ -200,3 +200,32 @@ def test_windows_take_targets_in_the_prefix_view(model, tokens):
     assert r.target_kind == "span" and r.scores.shape == (7,)
     with pytest.raises(ValueError, match="needs the 'prefix' view"):
         H.windowed_attribute(model, tokens, target=target, config=small, view="window")
+
+
+@pytest.mark.parametrize(
+    "hook",
+    ["hook_embed", "blocks.0.attn.hook_q", "blocks.0.attn.hook_v", "blocks.0.hook_attn_out"],
+)
+def test_reaching_matches_explicit_reruns(model, tokens, hook):
+    """objective.reaching against changed-token reruns read from TL's own cache: a position
+    is reached iff changing its token changes the hook's activation at the readout position."""
+    from heta_lens.hooks import ModelAdapter
+    from heta_lens.objective import reaching
+    from heta_lens.targets import prepare_target
+
+    position = 4
+    goal = prepare_target(
+        ModelAdapter(model), tokens, Metric(hook, lambda a: a.sum(), position=position)
+    ).goal
+    reach = reaching(goal, position + 1)
+
+    def act(ids: torch.Tensor) -> torch.Tensor:
+        _, cache = model.run_with_cache(ids[None], names_filter=lambda n: n == hook)
+        return cache[hook][0, position]
+
+    clean = act(tokens)
+    for i in range(position + 1):
+        changed = tokens.clone()
+        changed[i] = (int(tokens[i]) + 1) % model.cfg.d_vocab
+        moved = bool((act(changed) - clean).abs().max() > 1e-12)
+        assert moved == bool(reach[i]), (i, moved)
