@@ -19,11 +19,13 @@ gated curvature M·S (what enters HETA's score; the gate is identical for both p
 overlap of the top-5 positions, and both estimators' times. Exact eq. 3 costs ctx·m HVPs of a
 ctx-token input, so pairs run shortest context first: a stopped run has the most pairs. Rows
 are appended to ``OUT/rows.jsonl`` as they are computed; rerunning the command skips the pairs
-already there. ``OUT/summary.md`` holds the median and mean ρ per dataset with 95 % bootstrap
+already there; ``--shard K/N`` splits the pending pairs over N processes (one per core).
+``OUT/summary.md`` holds the median and mean ρ per dataset with 95 % bootstrap
 intervals (``scipy.stats.bootstrap``).
 """
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -159,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-ctx", type=int, default=128)
     parser.add_argument("--n-probes", type=int, default=8)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: this process measures every N-th pending pair from the K-th (run N processes "
+        "with K = 0..N-1 on the same --out to use N cores; appends are locked)",
+    )
     parser.add_argument("--summary-only", action="store_true", help="rewrite summary.md only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -171,12 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         pairs = pick_pairs(model, args.datasets.split(","), args.per_dataset, args.max_ctx)
         done = {(r["uid"], r["target"]) for r in rows}
         todo = sorted(((i, t) for i, t in pairs if (i.uid, t) not in done), key=lambda p: p[1])
+        shard, n_shards = (int(x) for x in args.shard.split("/"))
         with rows_path.open("a") as fh:
-            for inst, target in tqdm(todo, desc="curvature agreement"):
+            for inst, target in tqdm(todo[shard::n_shards], desc="curvature agreement"):
                 row = measure(model, inst, target, args.n_probes)
+                fcntl.flock(fh, fcntl.LOCK_EX)
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
+                fcntl.flock(fh, fcntl.LOCK_UN)
                 rows.append(row)
+        rows = [json.loads(x) for x in rows_path.read_text().splitlines()]
     header = (
         f"# `fast` (row-block, m={args.n_probes}) vs exact eq. 3 curvature — {args.model}\n\n"
         f"{len(rows)} pairs (one target per instance, context ≤ {args.max_ctx} tokens), "

