@@ -22,7 +22,7 @@ def _check_ctx(name: str, value: Tensor | None, ctx: int) -> None:
         raise ValueError(f"{name} must have shape [ctx={ctx}]; got {tuple(value.shape)}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class AttributionResult:
     """Scores of one attribution: how much each context token drove ``tokens[target]``.
 
@@ -49,6 +49,9 @@ class AttributionResult:
             ``len(tokens)``) and ``target_log_prob`` is NaN.
         target_description: The explained scalar f in words (empty for a plain token).
         target_value: f at the input (for a token target, ``target_log_prob``).
+
+    ``==`` is identity (a dataclass's field-wise ``==`` is undefined on tensors, and NaN
+    values would make a result unequal to itself); compare values with :meth:`equals`.
     """
 
     tokens: Tensor
@@ -110,6 +113,24 @@ class AttributionResult:
 
         return aggregate(self, level, tokenizer=tokenizer)
 
+    def equals(self, other: object, *, rtol: float = 0.0, atol: float = 0.0) -> bool:
+        """Whether ``other`` is a result of the same class with the same fields: tensors of
+        the same shape and values (compared on the CPU in float64, within ``rtol``/``atol``,
+        NaN equal to NaN), floats equal or both NaN, everything else ``==``. Device and dtype
+        do not count (:meth:`load` gives CPU float64 tensors).
+
+        Examples:
+            >>> r = AttributionResult(tokens=torch.tensor([1, 2]), target=1,
+            ...                       scores=torch.tensor([1.0]), method="m")
+            >>> r.equals(from_dict(r.to_dict())), r == from_dict(r.to_dict())
+            (True, False)
+        """
+        if type(other) is not type(self):
+            return False
+        return all(
+            _same(getattr(self, f.name), getattr(other, f.name), rtol, atol) for f in fields(self)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tensors become lists, the config a dict)."""
         out: dict[str, Any] = {"class": type(self).__name__}
@@ -136,7 +157,7 @@ class AttributionResult:
         return from_dict(json.loads(Path(path).read_text()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class HetaResult(AttributionResult):
     """A HETA attribution with every component and the exact terms mixed into the score.
 
@@ -217,6 +238,18 @@ class HetaResult(AttributionResult):
             (int(i) // n_heads, int(i) % n_heads, float(v))
             for v, i in zip(values, flat, strict=True)
         ]
+
+
+def _same(a: object, b: object, rtol: float, atol: float) -> bool:
+    """One field of :meth:`AttributionResult.equals`."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape:
+            return False
+        x, y = a.detach().cpu().double(), b.detach().cpu().double()
+        return bool(torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return (a != a and b != b) or abs(a - b) <= atol + rtol * abs(b)
+    return type(a) is type(b) and a == b
 
 
 def from_dict(data: dict[str, Any]) -> AttributionResult:

@@ -16,6 +16,7 @@ MODULES = [
     "heta_lens.aggregate",
     "heta_lens.attribute",
     "heta_lens.windows",
+    "heta_lens.result",
     "heta_lens.viz.cells",
     "heta_lens.viz.page",
     "heta_lens.viz.table",
