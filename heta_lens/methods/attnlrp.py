@@ -33,8 +33,8 @@ process-wide (``LlamaMLP.forward``, ``LlamaRMSNorm.forward``, ``torch.nn.Dropout
 and irreversibly. So only ``rules.py`` (which needs nothing but torch) is loaded, from lxt's
 installed files, and the rules go on a private twin of the model
 (:func:`heta_lens.hooks.hf_twin.hf_twin`: the bridge's HF class sharing its tensors) through
-hooks on the twin's modules. The bridge itself is not run: its attention components
-recompute attention without calling the HF modules.
+hooks on the twin's modules (:mod:`heta_lens.hooks.lrp_rules`). The bridge itself is not run:
+its attention components recompute attention without calling the HF modules.
 
 Conservation. Every rule but one is conservative (Σ input relevance = output relevance):
 linear maps without bias, residual sums, the identity and uniform rules. The softmax is not:
@@ -42,21 +42,16 @@ its relevance is the gradient × input of the attention scores, which misses the
 share by a bias term (AttnLRP, Sec. 3.3). Σ_i R_i is therefore close to the logit, not equal.
 """
 
-import importlib.metadata
-import importlib.util
-from functools import cache, partial
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 from heta_lens._typing import TokensLike, typechecked
 from heta_lens.hooks import ModelAdapter
 from heta_lens.hooks.hf_twin import hf_architecture, hf_twin
+from heta_lens.hooks.lrp_rules import apply_rules, lxt_rules
 from heta_lens.inputs import Prepared
 from heta_lens.methods.common import run_baseline
 from heta_lens.registry import MethodSpec
@@ -67,106 +62,11 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("LlamaForCausalLM",)
 """HF classes whose modules the rules are placed on (lxt's Llama patch map). lxt also patches
 Qwen 2/3, Gemma 3, GPT-2 and BERT, with other module layouts; they are not wired here."""
 
-LXT_VERSION = "2.1"
-INSTALL = f"pip install --no-deps lxt=={LXT_VERSION} (or pip install 'heta-lens[lrp]')"
 TWIN_TOLERANCE = 1e-4
 """Largest |log P_twin − log P_bridge| of the target accepted before explaining (nats). Measured
 gap: ≤ 1.5e-8 on the tiny float64 Llamas (HF's RMSNorm runs in float32, the rules' copy in
 float64), 2.4e-6 on SmolLM2-135M in float32; a twin that does not compute the bridge's function
 (e.g. weights processed by the bridge) misses by far more."""
-
-
-@cache
-def lxt_rules() -> ModuleType:
-    """lxt's ``efficient/rules.py``, loaded from the installed lxt without running
-    ``lxt/efficient/__init__.py`` (which fails on transformers 5; module docstring).
-
-    Raises:
-        ImportError: lxt is not installed (the message says how to install it), or its
-            installed files lack ``efficient/rules.py`` or one of the three rule functions.
-    """
-    spec = importlib.util.find_spec("lxt")
-    if spec is None or spec.origin is None:
-        raise ImportError(f"attnlrp needs the lrp extra: {INSTALL}")
-    path = Path(spec.origin).parent / "efficient" / "rules.py"
-    version = importlib.metadata.version("lxt")
-    loader = importlib.util.spec_from_file_location("heta_lens._lxt_efficient_rules", path)
-    if not path.is_file() or loader is None or loader.loader is None:
-        raise ImportError(f"lxt {version} has no efficient/rules.py; attnlrp needs {INSTALL}")
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    missing = [
-        name
-        for name in ("stop_gradient", "divide_gradient", "identity_rule_implicit")
-        if not hasattr(module, name)
-    ]
-    if missing:
-        raise ImportError(f"lxt {version}'s rules.py lacks {missing}; attnlrp needs {INSTALL}")
-    return module
-
-
-def _rms_norm(rules: ModuleType, module: nn.Module, args: tuple[Any, ...], out: Tensor) -> Tensor:
-    """lxt ``rms_norm_forward``: the norm recomputed with its scale as a constant.
-
-    lxt and HF compute the norm in float32 whatever the input dtype; here a float64 input keeps
-    float64 (float32 or wider), so a float64 model's relevances carry no float32 round-off
-    (they differ from lxt's by it: 5e-9 on the tiny test Llama; none in float32)."""
-    x = args[0]
-    wide = x.to(torch.promote_types(x.dtype, torch.float32))
-    scale = torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
-    return (module.weight * (wide * rules.stop_gradient(scale)).to(x.dtype)).to(out.dtype)
-
-
-def _identity(rules: ModuleType, module: nn.Module, args: tuple[Any, ...], _out: Tensor) -> Tensor:
-    """lxt ``identity_rule_implicit`` on the activation: backward multiplies by act(x)/x."""
-    return rules.identity_rule_implicit(module.forward, args[0])
-
-
-def _divide(rules: ModuleType, factor: int, _module: nn.Module, _args: Any, out: Tensor) -> Tensor:
-    """lxt ``divide_gradient``: identity forward, gradient divided by ``factor``."""
-    return rules.divide_gradient(out, factor)
-
-
-def _halve_product(rules: ModuleType, _module: nn.Module, args: tuple[Any, ...]) -> tuple[Any]:
-    """Uniform rule on ``act(gate) ⊙ up``, ``down_proj``'s input (lxt ``gated_mlp_forward``)."""
-    return (rules.divide_gradient(args[0], 2),)
-
-
-def apply_rules(twin: nn.Module) -> list[RemovableHandle]:
-    """Put lxt's AttnLRP rules for Llama on ``twin``'s modules (module docstring), as hooks.
-
-    Raises:
-        ValueError: The twin's modules are not laid out as transformers' Llama (counts of
-            norms, MLPs and attention modules do not match its layers).
-    """
-    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm
-
-    rules = lxt_rules()
-    handles: list[RemovableHandle] = []
-    norms = mlps = attentions = 0
-    for module in twin.modules():
-        if isinstance(module, LlamaRMSNorm):
-            handles.append(module.register_forward_hook(partial(_rms_norm, rules)))
-            norms += 1
-        elif isinstance(module, LlamaMLP):
-            handles.append(module.act_fn.register_forward_hook(partial(_identity, rules)))
-            halve = partial(_halve_product, rules)
-            handles.append(module.down_proj.register_forward_pre_hook(halve))
-            mlps += 1
-        elif isinstance(module, LlamaAttention):
-            for proj, factor in ((module.q_proj, 4), (module.k_proj, 4), (module.v_proj, 2)):
-                handles.append(proj.register_forward_hook(partial(_divide, rules, factor)))
-            attentions += 1
-    config: Any = twin.config
-    layers = int(config.num_hidden_layers)
-    if (norms, mlps, attentions) != (2 * layers + 1, layers, layers):
-        for handle in handles:
-            handle.remove()
-        raise ValueError(
-            f"unexpected Llama layout for {layers} layers: {norms} RMSNorms, {mlps} MLPs, "
-            f"{attentions} attention modules"
-        )
-    return handles
 
 
 @typechecked

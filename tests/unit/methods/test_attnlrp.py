@@ -15,8 +15,9 @@ import torch
 
 from heta_lens.hooks import ModelAdapter, preserved_model_state
 from heta_lens.hooks.hf_twin import hf_twin
+from heta_lens.hooks.lrp_rules import apply_rules, lxt_rules
 from heta_lens.methods import attnlrp as attnlrp_module
-from heta_lens.methods.attnlrp import apply_rules, attnlrp, attnlrp_relevance
+from heta_lens.methods.attnlrp import attnlrp, attnlrp_relevance
 from heta_lens.targets import Contrast
 from heta_lens.testing import bridge_from_hf, tiny_bridge, tiny_hooked, tiny_llama_hf
 
@@ -214,13 +215,13 @@ def test_missing_lxt_names_the_extra(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "lxt" else real(name, *a)
     )
-    attnlrp_module.lxt_rules.cache_clear()
+    lxt_rules.cache_clear()
     try:
         with pytest.raises(ImportError, match=r"lxt==2\.1 \(or pip install 'heta-lens\[lrp\]'\)"):
             attnlrp(tiny_bridge(), TOKENS, target=TARGET)
     finally:
         monkeypatch.undo()
-        attnlrp_module.lxt_rules.cache_clear()
+        lxt_rules.cache_clear()
 
 
 def test_a_twin_that_is_not_the_bridge_is_refused(monkeypatch):
