@@ -7,6 +7,7 @@ MODULES = [
     "heta_lens.gate",
     "heta_lens.config",
     "heta_lens.config_flat",
+    "heta_lens.config_parts",
     "heta_lens.presets",
     "heta_lens.curvature.exact",
     "heta_lens.curvature.row",
