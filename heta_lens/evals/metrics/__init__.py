@@ -28,11 +28,11 @@ from heta_lens.evals.metrics.curves import AopcCurves, aopc_curves
 from heta_lens.evals.metrics.hard import HardTopK, hard_topk_kl
 from heta_lens.evals.metrics.perturbation import PerturbationMetrics, perturbation_metrics
 from heta_lens.evals.metrics.rank import spearman
+from heta_lens.evals.metrics.ratio import log_ratio
 from heta_lens.evals.metrics.sensitivity import embedding_noise, sensitivity, token_noise
 from heta_lens.evals.metrics.soft import (
     SoftScores,
     hellinger_distance,
-    log_ratio,
     normalize_attribution,
     normalize_free,
     random_attribution,

@@ -15,15 +15,14 @@ embeddings, where the model has them, are added later and never masked):
 - SoftS = 1 − D(p_S, q), SoftC = D(p_C, q), S0 = 1 − D(p_0, q);
   Soft-NS = max(0, SoftS − S0) / (1 − S0), Soft-NC = SoftC / (1 − S0).
 - Random baseline: a = softmax(u), u ~ U(0, 1)^n (:func:`random_attribution`), scored the
-  same way with fresh masks; the reported number is :func:`log_ratio` of the instance means.
+  same way with fresh masks; the reported number is the log ratio of the instance means
+  (:func:`heta_lens.evals.metrics.ratio.log_ratio`).
 """
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -33,7 +32,6 @@ from heta_lens.evals.metrics._common import check_protected, distinct_log_probs,
 from heta_lens.evals.metrics.target import SoftLogp, soft_logp
 from heta_lens.hooks import preserved_model_state
 
-Values = Tensor | np.ndarray | Sequence[float | int]
 """Per-instance metric values: a 1-D tensor, array or sequence of floats."""
 
 DEFAULT_N_DRAWS = 4
@@ -196,7 +194,8 @@ def soft_scores(
 
     Degenerate instances: when the all-zero input already gives q exactly (D(p_0, q) = 0, so
     1 − S0 = 0) both normalised metrics are undefined and returned as NaN rather than raising,
-    so one such instance does not abort a dataset run; :func:`log_ratio` and the bootstrap in
+    so one such instance does not abort a dataset run; the log ratio
+    (:func:`~heta_lens.evals.metrics.ratio.log_ratio`) and the bootstrap in
     :mod:`heta_lens.evals.metrics.stats` drop NaNs and count them.
 
     Random baseline: ``soft_scores(model, tokens, target=t, scores=random_attribution(t,
@@ -304,52 +303,3 @@ def soft_from_log_probs(
         soft_c_draws=soft_c_draws,
         logp=None if target_id is None else soft_logp(log_probs[:, target_id], n_draws=n_draws),
     )
-
-
-def as_array(values: Values) -> np.ndarray:
-    """Values as a 1-D float64 numpy array (tensors detached and moved to the CPU)."""
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().to(torch.float64).numpy()
-    out = np.asarray(values, dtype=np.float64)
-    if out.ndim != 1:
-        raise ValueError(f"expected a 1-D sequence of values; got shape {out.shape}")
-    return out
-
-
-@typechecked
-def log_ratio(method_values: Values, random_values: Values) -> float:
-    """ln( mean(method_values) / mean(random_values) ): ReAGent's reported number.
-
-    0 means no better than the random baseline. Rules: NaN entries (degenerate instances) are
-    dropped from each array before averaging; ±inf entries and negative values (the ratio of
-    means of non-negative metrics is the only case defined) raise. The result is NaN when
-    either array is empty after dropping or both means are 0, −inf when only the method mean is
-    0 and +inf when only the random mean is 0.
-
-    Raises:
-        ValueError: Infinite or negative values, or input that is not 1-D.
-    """
-    m, r = _finite_means(as_array(method_values), as_array(random_values))
-    return _log_ratio_of_means(m, r)
-
-
-def _finite_means(method: np.ndarray, random: np.ndarray) -> tuple[float, float]:
-    means = []
-    for name, arr in (("method_values", method), ("random_values", random)):
-        kept = arr[~np.isnan(arr)]
-        if np.isinf(kept).any():
-            raise ValueError(f"{name} contain infinite values")
-        if (kept < 0).any():
-            raise ValueError(f"{name} must be non-negative for a log ratio of means")
-        means.append(float(kept.mean()) if kept.size else math.nan)
-    return means[0], means[1]
-
-
-def _log_ratio_of_means(m: float, r: float) -> float:
-    if math.isnan(m) or math.isnan(r) or (m == 0.0 and r == 0.0):
-        return math.nan
-    if m == 0.0:
-        return -math.inf
-    if r == 0.0:
-        return math.inf
-    return math.log(m / r)

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from heta_lens._typing import typechecked
-from heta_lens.evals.metrics.soft import Values, as_array, log_ratio
+from heta_lens.evals.metrics.ratio import Values, as_array, log_ratio
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +168,7 @@ def bootstrap_log_ratio(
     Instance i contributes the pair (method_values[i], random_values[i]) — the method and the
     random baseline scored on the same target — and pairs are resampled together. A pair with a
     NaN on either side is dropped (counted in ``n_dropped``). Each resample's statistic follows
-    :func:`heta_lens.evals.metrics.soft.log_ratio` (±inf when one resampled mean is 0, NaN
+    :func:`heta_lens.evals.metrics.ratio.log_ratio` (±inf when one resampled mean is 0, NaN
     when both are); when any resample is non-finite the bounds are read without interpolation
     (``numpy.quantile(method="inverted_cdf")``), so they can be infinite (NaN when a resample
     is NaN: numpy propagates it).

@@ -27,7 +27,7 @@ so a mask that raises p(t) explains no loss (it is not rewarded as a symmetric d
 would). The mean over draws is the mean of log-probabilities (E_mask[ℓ − ℓ_C]), and NC is
 clamped at 0 as NS already is, so both are non-negative and the reported number is the
 same log ratio of instance means against the random attribution
-(:func:`~heta_lens.evals.metrics.soft.log_ratio`). Unlike their Hellinger siblings neither is
+(:func:`~heta_lens.evals.metrics.ratio.log_ratio`). Unlike their Hellinger siblings neither is
 capped at 1 (a mask can lower ℓ below ℓ_0, or keep ℓ_S above ℓ). When Δ_0 ≤ 0 (the empty
 input does not lower p(t): there is no loss to share) both are NaN, dropped from the log
 ratio and counted, as Soft-NS/NC are when 1 − S0 = 0.
