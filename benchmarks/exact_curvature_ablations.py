@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="curated")
     parser.add_argument("--metrics", default="alignment", help="rescored groups")
     parser.add_argument("--controls", default="", help="e.g. rank")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=52,
+        help="instances loaded per dataset: the agreement run's 4 x --per-dataset (13)",
+    )
     args = parser.parse_args(argv)
     from heta_lens.evals import load_instances, read_settings
     from heta_lens.evals.derived import terms_from_rows
@@ -152,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**stored[key]["heta_kl_only"], "metrics": {}, "curves": {}})
         model = model if model is not None else load_model(settings.model)
         uids = {u for u, _ in pairs}
-        instances = [
-            i for i in load_instances(dataset, model, limit=4 * len(pairs)) if i.uid in uids
-        ]
+        found = load_instances(dataset, model, limit=args.instances)
+        instances = [i for i in found if i.uid in uids]
+        if {i.uid for i in instances} != uids:
+            raise SystemExit(
+                f"{dataset}: instances {sorted(uids - {i.uid for i in instances})} not found"
+            )
         done = rescore_rows(
             rows,
             args.out / dataset,
