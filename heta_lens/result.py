@@ -248,7 +248,9 @@ def _same(a: object, b: object, rtol: float, atol: float) -> bool:
         x, y = a.detach().cpu().double(), b.detach().cpu().double()
         return bool(torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True))
     if isinstance(a, float) and isinstance(b, float):
-        return (a != a and b != b) or abs(a - b) <= atol + rtol * abs(b)
+        if a == b or (a != a and b != b):  # equal (incl. equal infinities) or both NaN
+            return True
+        return abs(a - b) <= atol + rtol * abs(b)
     return type(a) is type(b) and a == b
 
 

@@ -43,6 +43,14 @@ def test_nan_fields_are_equal_to_themselves():
     assert a.equals(_result(scores=torch.tensor([math.nan, 1.0]), signed=True))
 
 
+def test_equal_infinities_are_equal_and_opposite_ones_are_not():
+    a = _result(target_value=math.inf, target_log_prob=-math.inf)
+    assert a.equals(_result(target_value=math.inf, target_log_prob=-math.inf))
+    assert a.equals(_result(target_value=math.inf, target_log_prob=-math.inf), rtol=1e-3)
+    assert not a.equals(_result(target_value=-math.inf, target_log_prob=-math.inf))
+    assert not a.equals(_result(target_value=1e308, target_log_prob=-math.inf), rtol=1e-3)
+
+
 def test_heta_result_survives_a_round_trip_but_not_a_changed_component():
     r = H.attribute(tiny_bridge(), torch.tensor([1, 5, 7, 3]), config=H.HetaConfig.flat(n_probes=2))
     back = from_dict(r.to_dict())
