@@ -20,13 +20,11 @@ from heta_lens._typing import typechecked
 from heta_lens.aggregate import AggregatedResult
 from heta_lens.result import AttributionResult, from_dict
 from heta_lens.viz.cells import (
-    DARK,
     DEFAULT_COMPONENTS,
     cell_style,
     check_components,
     components,
     fmt,
-    heat_js,
     normalise,
     span,
     target_cell,
@@ -36,9 +34,9 @@ from heta_lens.viz.cells import (
     visible_token,
 )
 from heta_lens.viz.groups import group_components, group_view
-from heta_lens.viz.maps import CSS as MAPS_CSS
 from heta_lens.viz.maps import HeadsChoice, heads_html, interactions_html
 from heta_lens.viz.notebook import Results, as_list
+from heta_lens.viz.page_assets import CSS, JS
 from heta_lens.words import LEVELS
 
 _DATA_ID = "heta-lens-data"
@@ -145,70 +143,6 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-_CSS = (
-    """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:14px;color:#111}
-h1{font-size:17px;margin:0 0 10px}
-section.heta{border:1px solid #ddd;border-radius:6px;padding:8px 12px 10px;margin:0 0 12px}
-h2{font-size:15px;font-weight:600;margin:0 0 6px}
-h2 small{font-weight:400;color:#666;margin-left:6px}
-.tgt{font-family:ui-monospace,monospace;background:#111;color:#fff;padding:0 5px;border-radius:3px}
-.bar{font-size:12px;color:#555;margin:0 0 6px}
-button{font:inherit;border:1px solid #bbb;background:#f5f5f5;border-radius:4px;
- padding:1px 8px;margin-right:3px;cursor:pointer}
-button.on{background:#222;color:#fff;border-color:#222}
-.views{margin-right:10px}
-.scale{margin-left:8px}
-.toks{font-family:ui-monospace,monospace;line-height:2.1}
-.tok{padding:2px 3px;margin:0 1px;border:1px solid #e3e3e3;border-radius:3px;white-space:pre}
-.tok.target{outline:2px solid #111;font-weight:700;background:#fff}
-.tok.target::after{content:" \\25C0  target";font-weight:400;font-size:11px;color:#666}
-table{border-collapse:collapse;font-size:12px;margin-top:8px}
-th,td{padding:1px 8px;text-align:right;border-bottom:1px solid #eee}
-th{color:#555;font-weight:600}
-.t{text-align:left;font-family:ui-monospace,monospace}
-"""
-    + MAPS_CSS
-)
-
-_JS = """
-(function () {
-HEAT  document.querySelectorAll("section.heta").forEach(function (sec) {
-    var buttons = sec.querySelectorAll("button[data-comp]");
-    var views = sec.querySelectorAll("button[data-view]");
-    function showMax() {
-      var on = sec.querySelector("button[data-comp].on");
-      var key = sec.getAttribute("data-view") === "group" ? "data-gmax" : "data-max";
-      sec.querySelector(".max").textContent = on.getAttribute(key);
-    }
-    views.forEach(function (btn) {
-      btn.addEventListener("click", function () {
-        var view = btn.getAttribute("data-view");
-        views.forEach(function (b) { b.classList.toggle("on", b === btn); });
-        sec.setAttribute("data-view", view);
-        sec.querySelectorAll("[data-pane]").forEach(function (p) {
-          p.hidden = p.getAttribute("data-pane") !== view;
-        });
-        showMax();
-      });
-    });
-    buttons.forEach(function (btn) {
-      btn.addEventListener("click", function () {
-        var comp = btn.getAttribute("data-comp");
-        buttons.forEach(function (b) { b.classList.toggle("on", b === btn); });
-        sec.querySelectorAll(".tok:not(.target)").forEach(function (t) {
-          var v = parseFloat(t.getAttribute("data-" + comp) || "0");
-          t.style.background = heat(v);
-          t.style.color = Math.min(Math.abs(v), 1) > DARK ? "#fff" : "#111";
-        });
-        showMax();
-      });
-    });
-  });
-})();
-""".replace("HEAT", heat_js()).replace("DARK", str(DARK))
-
-
 @typechecked
 def to_html(
     results: Results,
@@ -285,10 +219,10 @@ def to_html(
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>"
         f"<h1>{html.escape(title)}</h1>\n{sections}\n"
         f'<script type="application/json" id="{_DATA_ID}">{data}</script>\n'
-        f"<script>{_JS}</script>\n</body></html>\n"
+        f"<script>{JS}</script>\n</body></html>\n"
     )
 
 
