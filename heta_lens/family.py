@@ -18,7 +18,8 @@ from heta_lens.attribute import attribute, result_from_components
 from heta_lens.components import ComponentCache, target_scalars
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter, preserved_model_state
-from heta_lens.result import HetaResult
+from heta_lens.methods.occlusion import KL_OCCLUSION_KINDS
+from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.targets import TargetLike, prepare_target
 
 
@@ -70,3 +71,33 @@ def heta_family(
                 )
                 out[name] = replace(result, method=name)
     return {name: out[name] for name in configs}
+
+
+def kl_occlusion_from(result: HetaResult) -> AttributionResult:
+    """:func:`heta_lens.methods.occlusion.kl_occlusion`'s result read off a HETA run.
+
+    KL-occlusion is HETA's raw information term I without the gate: the same function
+    (:func:`heta_lens.information.compute_information`) on the same target, so a HETA run whose
+    ``config.information.mask`` is KL-occlusion's mask has already computed it (the KL
+    strategy and chunking change only round-off, as for the family's shared I). The eval runner
+    reads it here instead of rerunning the ctx masked copies.
+
+    Raises:
+        ValueError: ``result`` has no information term, or its target kind is one KL-occlusion
+            does not take (a metric).
+    """
+    if result.information is None:
+        raise ValueError(f"{result.method}: no information term to read KL-occlusion from")
+    if result.target_kind not in KL_OCCLUSION_KINDS:
+        raise ValueError(f"kl_occlusion does not support {result.target_kind} targets")
+    return AttributionResult(
+        tokens=result.tokens,
+        target=result.target,
+        scores=result.information.detach(),
+        method="kl_occlusion",
+        token_strings=result.token_strings,
+        target_log_prob=result.target_log_prob,
+        target_kind=result.target_kind,
+        target_description=result.target_description,
+        target_value=result.target_value,
+    )

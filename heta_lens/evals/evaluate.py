@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from heta_lens.config import HetaConfig
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import random_attribution
@@ -23,11 +24,14 @@ from heta_lens.evals.protocol import get_protocol
 from heta_lens.evals.row_metrics import TargetContext, metric_values
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.store import row_key
-from heta_lens.family import heta_family
-from heta_lens.result import AttributionResult
+from heta_lens.family import heta_family, kl_occlusion_from
+from heta_lens.methods.occlusion import KL_OCCLUSION_KINDS
+from heta_lens.result import AttributionResult, HetaResult
 
 RANDOM = "random"
 """Name of the random-attribution baseline row."""
+
+KL_OCCLUSION = "kl_occlusion"
 
 
 def run_methods(
@@ -38,21 +42,53 @@ def run_methods(
     names: Sequence[str],
     settings: EvalSettings,
 ) -> Iterator[tuple[AttributionResult, float, bool]]:
-    """(result, seconds, shared) per method name; the HETA family shares one run."""
+    """(result, seconds, shared) per method name; the HETA family shares one run.
+
+    ``kl_occlusion`` is read off that run (:func:`heta_lens.family.kl_occlusion_from`) when a
+    family member computed I with KL-occlusion's mask on the whole context; its row is then
+    marked shared too. Otherwise every method runs on its own.
+    """
     family = {m: settings.heta_config(resolve_method(m)[1]) for m in names if is_heta_family(m)}
+    derived: dict[str, AttributionResult] = {}
+    seconds = 0.0
     if family:
         start = time.perf_counter()
         results = heta_family(model, tokens, target=target, configs=family)
         seconds = time.perf_counter() - start
         for result in results.values():
             yield result, seconds, True
+        if KL_OCCLUSION in names:
+            source = _information_source(results, family)
+            if source is not None:
+                derived[KL_OCCLUSION] = kl_occlusion_from(source)
     for name in names:
         if name in family:
+            continue
+        if name in derived:
+            yield derived[name], seconds, True
             continue
         start = time.perf_counter()
         spec, config = resolve_method(name)
         result = spec(model, tokens, target=target, config=config)
         yield result, time.perf_counter() - start, False
+
+
+def _information_source(
+    results: dict[str, HetaResult], configs: dict[str, HetaConfig]
+) -> HetaResult | None:
+    """A family result whose I is KL-occlusion's: same mask, no window, a target kind
+    KL-occlusion takes."""
+    mask = resolve_method(KL_OCCLUSION)[1].mask
+    for name, result in results.items():
+        config = configs[name]
+        if (
+            result.information is not None
+            and config.information.mask == mask
+            and config.window is None
+            and result.target_kind in KL_OCCLUSION_KINDS
+        ):
+            return result
+    return None
 
 
 def evaluate_target(

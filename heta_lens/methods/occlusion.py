@@ -37,9 +37,13 @@ from heta_lens.information import compute_information
 from heta_lens.inputs import Prepared
 from heta_lens.masking import mask_rows
 from heta_lens.methods.common import ALL_KINDS, log_prob_fn, prefix_embeddings, run_baseline
+from heta_lens.objective import TargetKind
 from heta_lens.registry import MethodSpec
 from heta_lens.result import AttributionResult
 from heta_lens.targets import TargetLike
+
+KL_OCCLUSION_KINDS: tuple[TargetKind, ...] = ("token", "contrast", "span")
+"""The target kinds :func:`kl_occlusion` takes (a metric has no distribution to compare)."""
 
 
 def _check_mask_and_batch(mask: str, batch_size: int) -> None:
@@ -184,7 +188,7 @@ def kl_occlusion(
         score_fn=lambda adapter, req: compute_information(
             adapter, req, mask=cfg.mask, chunk_size=cfg.batch_size, strategy=cfg.strategy
         ),
-        kinds=("token", "contrast", "span"),
+        kinds=KL_OCCLUSION_KINDS,
     )
 
 
