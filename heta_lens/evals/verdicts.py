@@ -9,7 +9,7 @@ misattribution) the signs swap.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from heta_lens.evals.compare import Comparison, compare_methods
@@ -22,6 +22,23 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"sensitivity", "misattribution"})
 
 SYMBOL: dict[Verdict, str] = {"win": "W", "tie": "·", "loss": "L"}
 """How :func:`verdict_table` writes a verdict."""
+
+HEADLINE_METRICS: tuple[str, ...] = (
+    "soft_nc@rank",
+    "soft_ns@rank",
+    "soft_nc_logp@rank",
+    "hard_nc",
+    "hard_ns",
+    "hard_nc_logp",
+    "hard_ns_logp",
+)
+"""The concentration-invariant metrics the ``evals/RESULTS.md`` headline counts: Soft-NC/NS
+under the ``rank`` control (on the distribution, Soft-NC also on log p(target)) and hard-top-k
+NC/NS on the distribution and on log p(target)."""
+
+RECIPE_METRICS: tuple[str, ...] = ("soft_nc", "soft_ns")
+"""ReAGent's Soft-NC/NS on the raw scores: shown beside the headline, never counted (they
+reward concentration)."""
 
 
 def verdict(comparison: Comparison) -> Verdict:
@@ -54,10 +71,13 @@ def verdict_table(
     metrics: Sequence[str],
     others: Sequence[str] | None = None,
     seed: int = 0,
+    counted: Sequence[str] | None = None,
+    bold: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """A markdown table, one line per other method, one column per metric: the verdict
     symbol (``W`` / ``·`` / ``L``, :data:`SYMBOL`) and the paired statistic, then the counts
-    of wins, ties and losses over the line.
+    of wins, ties and losses over the line's ``counted`` metrics.
 
     Args:
         rows: Rows of an eval run.
@@ -65,6 +85,10 @@ def verdict_table(
         metrics: Metric names (:func:`~heta_lens.evals.compare.compare_methods`).
         others: Methods compared (default as ``compare_methods``).
         seed: Bootstrap seed.
+        counted: The metrics the W / · / L counts cover (default: all of ``metrics``; the
+            others are shown, not counted).
+        bold: Write wins and losses as ``**W**`` / ``**L**``.
+        labels: Display names of the methods (default: the method names).
 
     Raises:
         ValueError: As :func:`~heta_lens.evals.compare.compare_methods`.
@@ -72,10 +96,14 @@ def verdict_table(
     found = compare_methods(rows, reference=reference, others=others, metrics=metrics, seed=seed)
     by_pair = {(c.other, c.metric): c for c in found}
     names = list(dict.fromkeys(c.other for c in found))
-    head = [f"{reference} vs", *(title(m) for m in metrics), "W / · / L"]
+    counting = set(metrics if counted is None else counted)
+    if unknown := counting - set(metrics):
+        raise ValueError(f"counted metrics {sorted(unknown)} are not among the table's metrics")
+    names_of = dict(labels or {})
+    head = [f"{names_of.get(reference, reference)} vs", *(title(m) for m in metrics), "W / · / L"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for other in names:
-        cells = [other]
+        cells = [names_of.get(other, other)]
         counts = {"win": 0, "tie": 0, "loss": 0}
         for metric in metrics:
             c = by_pair.get((other, metric))
@@ -83,11 +111,21 @@ def verdict_table(
                 cells.append("")
                 continue
             v = verdict(c)
-            counts[v] += 1
-            cells.append(f"{SYMBOL[v]} {c.interval.mean:+.3f}")
+            if metric in counting:
+                counts[v] += 1
+            mark = f"**{SYMBOL[v]}**" if bold and v != "tie" else SYMBOL[v]
+            cells.append(f"{mark} {c.interval.mean:+.3f}")
         cells.append(f"{counts['win']} / {counts['tie']} / {counts['loss']}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["LOWER_IS_BETTER", "SYMBOL", "Verdict", "verdict", "verdict_table"]
+__all__ = [
+    "HEADLINE_METRICS",
+    "LOWER_IS_BETTER",
+    "RECIPE_METRICS",
+    "SYMBOL",
+    "Verdict",
+    "verdict",
+    "verdict_table",
+]

@@ -68,3 +68,61 @@ def test_table_marks_and_counts_each_pair():
     # the verdicts are the compare module's intervals, read as above
     found = {c.other: verdict(c) for c in compare_methods(ROWS, reference="A", metrics=["hard_nc"])}
     assert found == {"B": "win", "C": "tie", "D": "loss"}
+
+
+def test_counted_metrics_bold_and_labels():
+    # A beats B on hard_nc by 1 everywhere and loses soft_nc by 1 everywhere: shown, not counted
+    rows = [
+        r
+        for i in range(8)
+        for r in (
+            row("A", f"u{i}", hard_nc=2.0, soft_nc=1.0),
+            row("B", f"u{i}", hard_nc=1.0, soft_nc=2.0),
+        )
+    ]
+    table = verdict_table(
+        rows,
+        reference="A",
+        metrics=["hard_nc", "soft_nc"],
+        counted=["hard_nc"],
+        bold=True,
+        labels={"A": "Alpha", "B": "Beta"},
+    )
+    header, _, line = table.strip().splitlines()
+    assert header.startswith("| Alpha vs |")
+    assert line.startswith("| Beta | **W** +1.000 | **L** -0.693 |")  # ln(1/2)
+    assert line.endswith("| 1 / 0 / 0 |")
+    with pytest.raises(ValueError, match="not among the table's metrics"):
+        verdict_table(rows, reference="A", metrics=["hard_nc"], counted=["soft_nc"])
+
+
+def test_headline_script_section(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from heta_lens.evals.settings import EvalSettings
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "headline.py"
+    spec = importlib.util.spec_from_file_location("headline", script)
+    assert spec is not None and spec.loader is not None
+    headline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(headline)
+    settings = EvalSettings(dataset="toy", model="m", protocol="standard")
+    (tmp_path / "run.json").write_text(json.dumps({"settings": settings.to_dict()}))
+    rows = [
+        r
+        for i in range(8)
+        for r in (
+            row("heta", f"u{i}", hard_nc=2.0, soft_nc=1.0, soft_ns=0.0),
+            row("occlusion", f"u{i}", hard_nc=1.0, soft_nc=2.0, soft_ns=0.0),
+            row("random", f"u{i}", hard_nc=0.0, soft_nc=1.0, soft_ns=0.0),
+        )
+    ]
+    rows.append(row("heta", "incomplete", hard_nc=5.0))  # no other method yet: not counted
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = headline.section(tmp_path, reference="heta", drop=frozenset({"soft_ns"}))
+    assert text.startswith("### toy, m (8 instances, 8 targets; protocol `standard`)")
+    assert "| occlusion | **W** +1.000 | **L** -0.693 | 1 / 0 / 0 |" in text
+    assert "random" not in text.split("\n\n")[1]
+    assert "Left out (cannot rank methods here): soft_ns." in text
