@@ -17,7 +17,7 @@ from heta_lens.config import HetaConfig
 from heta_lens.curvature.base import estimate_curvature, estimate_curvature_interactions
 from heta_lens.gate_layers import LayerwiseAttention, layerwise_gate, layerwise_gate_by_head
 from heta_lens.hooks import ModelAdapter
-from heta_lens.information import compute_information
+from heta_lens.information import MaskedEffects, compute_masked_effects
 from heta_lens.inputs import Prepared
 
 
@@ -66,7 +66,7 @@ class ComponentCache:
         self._gates_by_head: dict[str, Tensor] = {}
         self._curvatures: dict[tuple[object, ...], Tensor] = {}
         self._interactions: dict[tuple[object, ...], Tensor] = {}
-        self._informations: dict[str, Tensor] = {}
+        self._effects: dict[str, MaskedEffects] = {}
 
     def _gate_options(self, config: HetaConfig) -> dict[str, Any]:
         ctx, goal = self.req.target, self.req.goal
@@ -126,11 +126,12 @@ class ComponentCache:
         self.curvature(config)
         return self._interactions[curvature_key(config)]
 
-    def information(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
-        """The raw information I under ``config.information.mask``."""
+    def masked_effects(self, config: HetaConfig) -> MaskedEffects:
+        """I and the target scalar's drop under ``config.information.mask`` (one set of
+        masked reruns per mask scheme)."""
         options = config.information
-        if options.mask not in self._informations:
-            self._informations[options.mask] = compute_information(
+        if options.mask not in self._effects:
+            self._effects[options.mask] = compute_masked_effects(
                 self.adapter,
                 self.req,
                 mask=options.mask,
@@ -139,7 +140,15 @@ class ComponentCache:
                 memory_gb=options.memory_gb,
                 progress=self.progress,
             )
-        return self._informations[options.mask]
+        return self._effects[options.mask]
+
+    def information(self, config: HetaConfig) -> Float[Tensor, " ctx"]:
+        """The raw information I under ``config.information.mask``."""
+        return self.masked_effects(config).information
+
+    def computed_effects(self) -> dict[str, MaskedEffects]:
+        """Mask scheme → the masked reruns' effects computed so far (nothing is computed)."""
+        return dict(self._effects)
 
     def components(self, config: HetaConfig) -> Components:
         """M, S, I as ``config`` asks for them (components it switches off are not computed)."""

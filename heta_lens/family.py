@@ -2,14 +2,16 @@
 
 The six ablations, ``heta_literal`` and ``@beta=`` variants differ only in how gate M,
 curvature S and information I are combined, and (``uniform_gate``) in how the gate's flow is
-read. :func:`heta_family` asks one :class:`~heta_lens.components.ComponentCache` for every
+read. :func:`run_family` asks one :class:`~heta_lens.components.ComponentCache` for every
 config's components, so each distinct component is computed once, and combines them exactly as
 :func:`heta_lens.attribute` does (same function), giving the numbers each method gives alone.
-The eval runner calls it for every HETA-family method of a target.
+The masked reruns behind I also measure the target scalar's drop, so the two occlusion
+baselines can be read off the same run (:func:`baseline_from`). The eval runner calls it for
+every HETA-family method of a target.
 """
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -18,9 +20,32 @@ from heta_lens.attribute import attribute, result_from_components
 from heta_lens.components import ComponentCache, target_scalars
 from heta_lens.config import HetaConfig
 from heta_lens.hooks import ModelAdapter, preserved_model_state
+from heta_lens.information import MaskedEffects
+from heta_lens.methods.common import ALL_KINDS
 from heta_lens.methods.occlusion import KL_OCCLUSION_KINDS
+from heta_lens.objective import TargetKind
 from heta_lens.result import AttributionResult, HetaResult
 from heta_lens.targets import TargetLike, prepare_target
+
+SHARED_BASELINES: dict[str, tuple[TargetKind, ...]] = {
+    "kl_occlusion": KL_OCCLUSION_KINDS,
+    "occlusion": ALL_KINDS,
+}
+"""Baselines :func:`baseline_from` reads off a family run → the target kinds each takes."""
+
+
+@dataclass(frozen=True)
+class FamilyRun:
+    """The results of :func:`run_family` and the masked reruns they shared.
+
+    Attributes:
+        results: Method name → result, in the order of the configs.
+        masked: Mask scheme → the effects of the shared masked reruns under it (only the
+            configs that ran on the shared components: a windowed config's I is its own).
+    """
+
+    results: dict[str, HetaResult]
+    masked: dict[str, MaskedEffects]
 
 
 def heta_family(
@@ -30,6 +55,17 @@ def heta_family(
     target: TargetLike,
     configs: Mapping[str, HetaConfig],
 ) -> dict[str, HetaResult]:
+    """:func:`run_family`'s results: one :class:`HetaResult` per named config."""
+    return run_family(model, tokens, target=target, configs=configs).results
+
+
+def run_family(
+    model: nn.Module,
+    tokens: TokensLike,
+    *,
+    target: TargetLike,
+    configs: Mapping[str, HetaConfig],
+) -> FamilyRun:
     """One :class:`HetaResult` per named config, sharing every component they have in common.
 
     Attention is captured once; the gate is read once per ``gate_mode``; S once per distinct
@@ -45,7 +81,8 @@ def heta_family(
         configs: Method name → config.
 
     Returns:
-        Method name → result (``result.method`` is the name), in the order of ``configs``.
+        Method name → result (``result.method`` is the name), in the order of ``configs``, and
+        the masked reruns' effects by mask scheme.
 
     Raises:
         ValueError/TypeError: As :func:`heta_lens.attribute`.
@@ -54,6 +91,7 @@ def heta_family(
     req = prepare_target(adapter, tokens, target)
     out: dict[str, HetaResult] = {}
     plain: dict[str, HetaConfig] = {}
+    masked: dict[str, MaskedEffects] = {}
     for name, config in configs.items():
         if config.window is not None and req.target > config.window.size:
             result = attribute(model, tokens, target=target, config=config)
@@ -70,34 +108,49 @@ def heta_family(
                     adapter, req, parts, log_prob=log_prob, config=config, value=value
                 )
                 out[name] = replace(result, method=name)
-    return {name: out[name] for name in configs}
+            masked = cache.computed_effects()
+    return FamilyRun(results={name: out[name] for name in configs}, masked=masked)
 
 
-def kl_occlusion_from(result: HetaResult) -> AttributionResult:
-    """:func:`heta_lens.methods.occlusion.kl_occlusion`'s result read off a HETA run.
+def baseline_from(run: FamilyRun, method: str, *, mask: str) -> AttributionResult | None:
+    """``kl_occlusion`` or ``occlusion`` with mask scheme ``mask``, read off a family run.
 
-    KL-occlusion is HETA's raw information term I without the gate: the same function
-    (:func:`heta_lens.information.compute_information`) on the same target, so a HETA run whose
-    ``config.information.mask`` is KL-occlusion's mask has already computed it (the KL
-    strategy and chunking change only round-off, as for the family's shared I). The eval runner
-    reads it here instead of rerunning the ctx masked copies.
+    Both are functionals of the masked reruns behind HETA's information term: KL-occlusion is
+    the raw I without the gate (the same :func:`heta_lens.information.compute_information`),
+    leave-one-out occlusion the target scalar's drop ``f − f_masked_i`` from the same forwards
+    (:class:`heta_lens.information.MaskedEffects`). The numbers equal the baselines' own runs up
+    to round-off (the KL strategy, chunking and batch composition differ; occlusion's own run
+    goes through Captum's ``FeatureAblation``). The eval runner reads them here instead of
+    rerunning the ctx masked copies.
+
+    Returns:
+        The baseline's result, or ``None`` where the run did not compute it: no shared masked
+        reruns under ``mask`` (no member with information, another mask, only windowed
+        members) or a target kind the baseline does not take (KL-occlusion of a metric).
 
     Raises:
-        ValueError: ``result`` has no information term, or its target kind is one KL-occlusion
-            does not take (a metric).
+        ValueError: ``method`` is not one of :data:`SHARED_BASELINES`.
     """
-    if result.information is None:
-        raise ValueError(f"{result.method}: no information term to read KL-occlusion from")
-    if result.target_kind not in KL_OCCLUSION_KINDS:
-        raise ValueError(f"kl_occlusion does not support {result.target_kind} targets")
+    if method not in SHARED_BASELINES:
+        raise ValueError(
+            f"{method!r} cannot be read off a HETA run; valid: {', '.join(SHARED_BASELINES)}"
+        )
+    effects = run.masked.get(mask)
+    if effects is None or not run.results:
+        return None
+    template = next(iter(run.results.values()))
+    if template.target_kind not in SHARED_BASELINES[method]:
+        return None
+    kl = method == "kl_occlusion"
     return AttributionResult(
-        tokens=result.tokens,
-        target=result.target,
-        scores=result.information.detach(),
-        method="kl_occlusion",
-        token_strings=result.token_strings,
-        target_log_prob=result.target_log_prob,
-        target_kind=result.target_kind,
-        target_description=result.target_description,
-        target_value=result.target_value,
+        tokens=template.tokens,
+        target=template.target,
+        scores=(effects.information if kl else effects.drop).detach(),
+        method=method,
+        token_strings=template.token_strings,
+        target_log_prob=template.target_log_prob,
+        signed=not kl,
+        target_kind=template.target_kind,
+        target_description=template.target_description,
+        target_value=template.target_value,
     )

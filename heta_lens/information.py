@@ -30,6 +30,7 @@ than that, so they always use ``"batched"`` reruns.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -118,7 +119,53 @@ def compute_information(
     memory_gb: float | None = None,
     progress: bool = False,
 ) -> Float[Tensor, " ctx"]:
-    """:func:`information_gain` on an already validated request (inside the state guard).
+    """:func:`information_gain` on an already validated request (inside the state guard):
+    :func:`compute_masked_effects`'s ``information``.
+
+    Raises:
+        ValueError: Unknown mask scheme or strategy, ``chunk_size < 1`` or ``memory_gb <= 0``.
+    """
+    return compute_masked_effects(
+        adapter,
+        req,
+        mask=mask,
+        chunk_size=chunk_size,
+        strategy=strategy,
+        memory_gb=memory_gb,
+        progress=progress,
+    ).information
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskedEffects:
+    """What the masked reruns of one request measured, one value per context token i.
+
+    Attributes:
+        information: I_i, the objective's divergence between the original readout and the
+            token-i-masked one (the KL of the next-token distributions for a token target).
+        drop: ``f − f_masked_i``, the explained scalar's drop (for a token target
+            ``log P(x_T|x_<T) − log P(x_T|x_<T, token i masked)``: leave-one-out occlusion's
+            score, :func:`heta_lens.methods.occlusion.occlusion`, read off the same forwards).
+    """
+
+    information: Float[Tensor, " ctx"]
+    drop: Float[Tensor, " ctx"]
+
+
+def compute_masked_effects(
+    adapter: ModelAdapter,
+    req: Prepared,
+    *,
+    mask: str | MaskFn,
+    chunk_size: int = 16,
+    strategy: KlStrategy = "prefix",
+    memory_gb: float | None = None,
+    progress: bool = False,
+) -> MaskedEffects:
+    """I and the scalar's drop for every context token, from one masked rerun per token.
+
+    A position whose masked copy equals the input, or with no causal path to the readout
+    (:func:`heta_lens.objective.reaching`), is not rerun: both values are exactly 0 there.
 
     Raises:
         ValueError: Unknown mask scheme or strategy, ``chunk_size < 1`` or ``memory_gb <= 0``.
@@ -136,12 +183,14 @@ def compute_information(
         x = full[:ctx]
         replacements = mask_rows(adapter, x, mask)
         orig = goal.readout(adapter, ids[None], full[None])[0]
+        value = goal.scalar(orig[None])[0]
         # A "masked" copy identical to the input is the input, and a position with no causal
         # path to the readout (objective.reaching) cannot change it: either way the value is
         # exactly 0 and needs no forward (batch composition alone would leave ~1e-16 round-off).
         differs = (replacements != x).any(-1) & reaching(goal, ctx).to(x.device)
         changed = differs.nonzero().flatten()
-        out = torch.zeros(ctx, dtype=x.dtype, device=x.device)
+        info = torch.zeros(ctx, dtype=x.dtype, device=x.device)
+        drop = torch.zeros(ctx, dtype=x.dtype, device=x.device)
         chunks = changed.split(chunk_size) if changed.numel() else ()
         use_prefix = (
             strategy == "prefix"
@@ -153,9 +202,10 @@ def compute_information(
         bar = tqdm(total=len(chunks), desc="masked reruns", unit="chunk", disable=not progress)
         with bar:
             for idx, masked in reruns(adapter, goal, ids, full, replacements, chunks):
-                out[idx] = goal.divergence(orig, masked)
+                info[idx] = goal.divergence(orig, masked)
+                drop[idx] = (value - goal.scalar(masked)).to(drop.dtype)
                 bar.update()
-    return out
+    return MaskedEffects(information=info, drop=drop)
 
 
 def rerun_chunk(adapter: ModelAdapter, *, n: int, chunk: int, memory_gb: float) -> int:

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from heta_lens.config import HetaConfig
 from heta_lens.evals.datasets import EvalInstance
 from heta_lens.evals.methods import is_heta_family, resolve_method
 from heta_lens.evals.metrics import random_attribution
@@ -24,14 +23,11 @@ from heta_lens.evals.protocol import get_protocol
 from heta_lens.evals.row_metrics import TargetContext, metric_values
 from heta_lens.evals.settings import EvalSettings, row_seed
 from heta_lens.evals.store import row_key
-from heta_lens.family import heta_family, kl_occlusion_from
-from heta_lens.methods.occlusion import KL_OCCLUSION_KINDS
-from heta_lens.result import AttributionResult, HetaResult
+from heta_lens.family import SHARED_BASELINES, baseline_from, run_family
+from heta_lens.result import AttributionResult
 
 RANDOM = "random"
 """Name of the random-attribution baseline row."""
-
-KL_OCCLUSION = "kl_occlusion"
 
 
 def run_methods(
@@ -44,23 +40,26 @@ def run_methods(
 ) -> Iterator[tuple[AttributionResult, float, bool]]:
     """(result, seconds, shared) per method name; the HETA family shares one run.
 
-    ``kl_occlusion`` is read off that run (:func:`heta_lens.family.kl_occlusion_from`) when a
-    family member computed I with KL-occlusion's mask on the whole context; its row is then
-    marked shared too. Otherwise every method runs on its own.
+    ``kl_occlusion`` and ``occlusion`` are read off that run's masked reruns
+    (:func:`heta_lens.family.baseline_from`) when a family member computed I with the
+    baseline's own mask on the whole context (and the baseline takes the target's kind); their
+    rows are then marked shared too. Otherwise every method runs on its own.
     """
     family = {m: settings.heta_config(resolve_method(m)[1]) for m in names if is_heta_family(m)}
     derived: dict[str, AttributionResult] = {}
     seconds = 0.0
     if family:
         start = time.perf_counter()
-        results = heta_family(model, tokens, target=target, configs=family)
+        run = run_family(model, tokens, target=target, configs=family)
         seconds = time.perf_counter() - start
-        for result in results.values():
+        for result in run.results.values():
             yield result, seconds, True
-        if KL_OCCLUSION in names:
-            source = _information_source(results, family)
-            if source is not None:
-                derived[KL_OCCLUSION] = kl_occlusion_from(source)
+        for name in SHARED_BASELINES:
+            if name in names:
+                mask = getattr(resolve_method(name)[1], "mask", None)
+                result = None if mask is None else baseline_from(run, name, mask=mask)
+                if result is not None:
+                    derived[name] = result
     for name in names:
         if name in family:
             continue
@@ -71,24 +70,6 @@ def run_methods(
         spec, config = resolve_method(name)
         result = spec(model, tokens, target=target, config=config)
         yield result, time.perf_counter() - start, False
-
-
-def _information_source(
-    results: dict[str, HetaResult], configs: dict[str, HetaConfig]
-) -> HetaResult | None:
-    """A family result whose I is KL-occlusion's: same mask, no window, a target kind
-    KL-occlusion takes."""
-    mask = resolve_method(KL_OCCLUSION)[1].mask
-    for name, result in results.items():
-        config = configs[name]
-        if (
-            result.information is not None
-            and config.information.mask == mask
-            and config.window is None
-            and result.target_kind in KL_OCCLUSION_KINDS
-        ):
-            return result
-    return None
 
 
 def evaluate_target(
@@ -174,8 +155,9 @@ def make_row(
 ) -> dict[str, Any]:
     """The stored row of one method's result: identity, scores, timing and metric values.
 
-    ``shared`` marks HETA-family rows whose ``seconds`` is the time of the one shared run
-    that produced every family member of this target. ``noisy``: the method's scores under
+    ``shared`` marks HETA-family rows (and occlusion baselines read off their run) whose
+    ``seconds`` is the time of the one shared run that produced every family member of this
+    target. ``noisy``: the method's scores under
     the sensitivity draws (``sensitivity`` metric group). A result with non-empty
     ``diagnostics`` (ReAGent's steps and stopped probes) stores them under ``"diagnostics"``.
     """

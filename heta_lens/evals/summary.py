@@ -222,8 +222,8 @@ def markdown_table(summaries: Sequence[MethodSummary]) -> str:
         lines.append("")
         lines.append(
             "† one shared run computes every HETA-family method of a target "
-            "(components reused; KL-occlusion is read off its information term when it uses "
-            "the same mask); the time is that run's."
+            "(components reused; KL-occlusion and occlusion are read off the masked reruns "
+            "behind its information term when they use the same mask); the time is that run's."
         )
     for s in summaries:
         if s.diagnostics:
